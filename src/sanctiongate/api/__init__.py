@@ -1,0 +1,1 @@
+"""The pre-approval check API (SPEC §5)."""

@@ -1,0 +1,280 @@
+"""FastAPI application: the service hall's pre-approval check and its companions (SPEC §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+from aiokafka import AIOKafkaProducer
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import metrics
+from ..checks import Checker, IdentifierNotListed, as_of
+from ..domain.identifiers import IdentifierError, IdentifierKind, parse_any
+from ..domain.models import (
+    BatchCheckRequest,
+    BatchCheckResponse,
+    CheckRequest,
+    Decision,
+    Feedback,
+    Matter,
+)
+from ..index import IndexUnavailable, Layout, SanctionIndex
+from ..keys import ApiKey, KeyStore
+from ..settings import Settings, get_settings
+from .audit import AuditTrail
+from .errors import (
+    ApiError,
+    ErrorBody,
+    on_api_error,
+    on_http_error,
+    on_redis_error,
+    on_unavailable,
+    on_unexpected,
+    on_validation_error,
+)
+from .schemas import FeedbackAccepted, IndexStatus, SubjectEntries, subject_entries
+
+log = logging.getLogger(__name__)
+
+ERRORS = {
+    400: {"model": ErrorBody, "description": "not JSON"},
+    401: {"model": ErrorBody, "description": "no valid API key"},
+    403: {"model": ErrorBody, "description": "matter category outside the key's scope"},
+    413: {"model": ErrorBody, "description": "body too large"},
+    422: {"model": ErrorBody, "description": "a field is invalid (named in the body)"},
+    503: {"model": ErrorBody, "description": "the index cannot answer now (never a pass)"},
+}
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=1)
+        self.index = SanctionIndex(self.redis, Layout(prefix=settings.index_prefix))
+        self.checker = Checker(self.index)
+        self.keys = KeyStore(settings.keys_file)
+        self.kafka_ready = False
+
+    async def start(self) -> None:
+        # aiokafka objects bind to the running loop: create them inside it.
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=f"{self.settings.app_id}-api",
+            acks="all",
+            linger_ms=5,
+        )
+        self.audit = AuditTrail(self.producer, self.settings.topic_audit)
+        try:
+            await asyncio.wait_for(self.producer.start(), 15)
+            self.kafka_ready = True
+        except Exception as exc:
+            log.warning("Kafka unreachable at start (%s): audit records are buffered", exc)
+        self.audit.start(lambda: self.kafka_ready)
+
+    async def stop(self) -> None:
+        await self.audit.stop()
+        if self.kafka_ready:
+            await self.producer.stop()
+        await self.redis.aclose()
+
+
+def caller(request: Request) -> ApiKey:
+    """The API key of the request (401 without a valid one)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    keys: KeyStore = request.app.state.services.keys
+    key = keys.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    if key is None:
+        raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' is required")
+    return key
+
+
+Caller = Annotated[ApiKey, Depends(caller)]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    services = Services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        await services.start()
+        yield
+        await services.stop()
+
+    app = FastAPI(
+        title="sanctiongate",
+        version="1",
+        summary="Joint-sanction pre-approval check (联合奖惩自动拦截)",
+        lifespan=lifespan,
+        responses=ERRORS,  # type: ignore[arg-type]
+    )
+    app.state.services = services
+    app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(IndexUnavailable, on_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RedisError, on_redis_error)
+    app.add_exception_handler(OSError, on_redis_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "payload_too_large",
+                        "message": f"the body exceeds {settings.max_body_bytes} bytes",
+                        "field": None,
+                    },
+                    "errors": [],
+                },
+                status_code=413,
+            )
+        return await call_next(request)
+
+    def in_scope(key: ApiKey, matter: Matter) -> None:
+        if not key.may_check(matter.category):
+            raise ApiError(
+                403,
+                "out_of_scope",
+                f"this key may not check matter category {matter.category!r}",
+                "matter.category",
+            )
+
+    @app.post("/v1/checks", response_model=Decision, response_model_by_alias=True, tags=["checks"])
+    async def check(body: CheckRequest, key: Caller) -> Decision:
+        """One pre-approval check: may these subjects do this matter? → block / review / pass."""
+        in_scope(key, body.matter)
+        started = time.perf_counter()
+        if body.request_id:
+            cached = await _cached_decision(services, key.department, body.request_id)
+            if cached is not None:
+                return cached
+        try:
+            decision = await services.checker.check(
+                body.subjects, body.matter, key.department, body.request_id
+            )
+        except IdentifierNotListed as exc:
+            raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
+        if body.request_id:
+            await _remember_decision(services, key.department, decision)
+        _observe("http", decision.decision, body.matter.category, started)
+        services.audit.record(key, "check", decision)
+        return decision
+
+    @app.post("/v1/checks/batch", response_model=BatchCheckResponse, tags=["checks"])
+    async def batch(body: BatchCheckRequest, key: Caller) -> BatchCheckResponse:
+        """Bulk comparison (批量核查): one result per subject, in order."""
+        in_scope(key, body.matter)
+        if len(body.subjects) > settings.max_batch_subjects:
+            raise ApiError(
+                413,
+                "batch_too_large",
+                f"at most {settings.max_batch_subjects} subjects per batch",
+                "subjects",
+            )
+        started = time.perf_counter()
+        try:
+            response = await services.checker.batch(
+                body.subjects, body.matter, key.department, body.request_id
+            )
+        except IdentifierNotListed as exc:
+            raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
+        elapsed = time.perf_counter() - started
+        metrics.check_duration_seconds.labels(channel="batch").observe(elapsed)
+        for result in response.results:
+            metrics.checks_total.labels(
+                channel="batch", decision=result.decision, matter_category=body.matter.category
+            ).inc()
+        services.audit.record(key, "batch", response)
+        return response
+
+    @app.get("/v1/subjects/{identifier}", response_model=SubjectEntries, tags=["subjects"])
+    async def subject(identifier: str, key: Caller) -> SubjectEntries:
+        """The subject's active and past entries (查询公示); personal data masked."""
+        try:
+            parsed = parse_any(identifier)
+        except IdentifierError as exc:
+            raise ApiError(422, "malformed_identifier", exc.message, "identifier") from None
+        meta = await services.index.serving_meta()
+        assert meta.gen is not None
+        stored = await services.index.entries_for_identifier(meta.gen, parsed.value)
+        now = datetime.now(UTC)
+        return subject_entries(
+            parsed.masked if parsed.kind is IdentifierKind.RESIDENT_ID else parsed.value,
+            parsed.kind.value,
+            stored,
+            now,
+            as_of(meta, now),
+        )
+
+    @app.post("/v1/feedback", status_code=202, response_model=FeedbackAccepted, tags=["feedback"])
+    async def feedback(body: Feedback, key: Caller) -> FeedbackAccepted:
+        """Execution feedback (执行反馈), published to ``sanction.feedback``."""
+        if body.department != key.department and "*" not in key.scopes:
+            raise ApiError(403, "out_of_scope", "feedback for another department", "department")
+        if not services.kafka_ready:
+            raise ApiError(503, "kafka_unavailable", "the broker cannot be reached; retry")
+        payload = body.model_dump_json(by_alias=True).encode()
+        await services.producer.send_and_wait(
+            settings.topic_feedback, key=body.request_id.encode(), value=payload
+        )
+        metrics.feedback_total.labels(outcome=body.outcome).inc()
+        return FeedbackAccepted(request_id=body.request_id, accepted_at=datetime.now(UTC))
+
+    @app.get("/v1/index/status", response_model=IndexStatus, tags=["index"])
+    async def index_status(key: Caller) -> IndexStatus:
+        """Entries per list type and polarity, newest applied change, lag, rebuild state."""
+        del key
+        meta = await services.index.read_meta()
+        counts = await services.index.counts(meta.gen) if meta.gen else {}
+        now = datetime.now(UTC)
+        return IndexStatus.build(meta, counts, as_of(meta, now))
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorBody}})
+    async def readyz() -> dict[str, str]:
+        await services.index.serving_meta()
+        return {"status": "ready"}
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _observe(channel: str, decision: str, category: str, started: float) -> None:
+    metrics.check_duration_seconds.labels(channel=channel).observe(time.perf_counter() - started)
+    metrics.checks_total.labels(channel=channel, decision=decision, matter_category=category).inc()
+
+
+async def _cached_decision(services: Services, department: str, request_id: str) -> Decision | None:
+    raw = await services.redis.get(services.index.layout.request(department, request_id))
+    return Decision.model_validate_json(raw) if raw else None
+
+
+async def _remember_decision(services: Services, department: str, decision: Decision) -> None:
+    await services.redis.set(
+        services.index.layout.request(department, decision.request_id),
+        decision.model_dump_json(by_alias=True),
+        ex=services.settings.idempotency_ttl_seconds,
+        nx=True,
+    )

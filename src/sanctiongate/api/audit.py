@@ -1,0 +1,98 @@
+"""The audit trail: every check leaves a record an auditor can read back (``sanction.audit``).
+
+Records are queued and sent in the background so a slow or absent broker never delays a
+check; the queue is bounded and what it must drop is counted and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
+
+from ..domain.models import BatchCheckResponse, Decision
+from ..keys import ApiKey
+
+log = logging.getLogger(__name__)
+
+audit_dropped_total = Counter(
+    "sanctiongate_audit_dropped_total", "Audit records dropped because the queue was full"
+)
+
+QUEUE_LIMIT = 100_000
+
+
+def audit_record(
+    channel: str, department: str, key_id: str | None, result: Decision | BatchCheckResponse
+) -> dict:
+    if isinstance(result, Decision):
+        subjects = [
+            {"role": s.role, "kind": s.kind, "identifier": s.identifier, "decision": s.decision}
+            for s in result.subjects
+        ]
+        decision = result.decision
+    else:
+        subjects = [
+            {"role": r.role, "kind": r.kind, "identifier": r.identifier, "decision": r.decision}
+            for r in result.results
+        ]
+        decision = None
+    return {
+        "schema": "audit/v1",
+        "channel": channel,
+        "department": department,
+        "key_id": key_id,
+        "request_id": result.request_id,
+        "matter": result.matter.model_dump(),
+        "subjects": subjects,
+        "decision": decision,
+        "at": datetime.now(UTC).isoformat(),
+    }
+
+
+class AuditTrail:
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, ready: Callable[[], bool]) -> None:
+        self._task = asyncio.create_task(self._drain(ready), name="audit")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            deadline = asyncio.get_running_loop().time() + 5
+            while not self.queue.empty() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def record(self, key: ApiKey, channel: str, result: Decision | BatchCheckResponse) -> None:
+        try:
+            self.queue.put_nowait(audit_record(channel, key.department, key.key_id, result))
+        except asyncio.QueueFull:
+            audit_dropped_total.inc()
+            log.error("audit queue full: a record of %s was dropped", result.request_id)
+
+    async def _drain(self, ready: Callable[[], bool]) -> None:
+        while True:
+            record = await self.queue.get()
+            while True:
+                try:
+                    if not ready():
+                        await self.producer.start()
+                    await self.producer.send(
+                        self.topic, key=record["department"].encode(), value=orjson.dumps(record)
+                    )
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("audit: broker unavailable (%s); retrying", exc)
+                    await asyncio.sleep(1)

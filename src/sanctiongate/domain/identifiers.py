@@ -1,0 +1,207 @@
+"""Identifier and name rules of SPEC §2: validation, normalisation, masking.
+
+Pure functions only. Codes are validated by *form* (length, alphabet, birth date) and by
+*check character* separately, because a listing whose code is well-formed but fails its check
+must be kept and flagged (dropping a court listing is worse than keeping it), while a check
+request with such a code is most often a typing slip.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from functools import lru_cache
+
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_USCC_VALUE = {c: i for i, c in enumerate(USCC_ALPHABET)}
+
+ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+ID_CHECK_CHARS = "10X98765432"
+
+_USCC_FORM = re.compile(f"[{USCC_ALPHABET}]{{18}}")
+_ID18_FORM = re.compile(r"\d{17}[\dX]")
+_ID15_FORM = re.compile(r"\d{15}")
+
+
+class IdentifierKind(StrEnum):
+    USCC = "uscc"
+    RESIDENT_ID = "id_number"
+
+
+class IdentifierError(ValueError):
+    """A malformed identifier: wrong length, alphabet or impossible birth date."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    kind: IdentifierKind
+    value: str  # normalised (18 characters)
+    check_ok: bool  # False: well-formed, but its check character is wrong
+
+    @property
+    def masked(self) -> str:
+        return (
+            mask_identifier(self.value) if self.kind is IdentifierKind.RESIDENT_ID else self.value
+        )
+
+
+def normalise_code(raw: str) -> str:
+    """Trim, NFKC (full-width → half-width) and upper-case, as SPEC §2 asks before matching."""
+    return unicodedata.normalize("NFKC", raw).strip().upper()
+
+
+def uscc_check_char(first17: str) -> str:
+    total = sum(_USCC_VALUE[c] * w for c, w in zip(first17, USCC_WEIGHTS, strict=True))
+    check = 31 - total % 31
+    return USCC_ALPHABET[0 if check == 31 else check]
+
+
+def resident_id_check_char(first17: str) -> str:
+    total = sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS, strict=True))
+    return ID_CHECK_CHARS[total % 11]
+
+
+def parse_uscc(raw: str) -> Identifier:
+    value = normalise_code(raw)
+    if len(value) != 18:
+        raise IdentifierError("uscc_length", f"a USCC has 18 characters, got {len(value)}")
+    if not _USCC_FORM.fullmatch(value):
+        raise IdentifierError("uscc_alphabet", "a USCC uses only 0-9 and A-Y without I, O, S, V, Z")
+    return Identifier(IdentifierKind.USCC, value, uscc_check_char(value[:17]) == value[17])
+
+
+def _birth_date_ok(yyyymmdd: str) -> bool:
+    year, month, day = int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:])
+    if not 1900 <= year <= 2099:
+        return False
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_resident_id(raw: str) -> Identifier:
+    value = normalise_code(raw)
+    if _ID15_FORM.fullmatch(value):
+        # Old-style numbers (1984-1999) carry a YYMMDD birth date of the 1900s and no check digit.
+        if not _birth_date_ok("19" + value[6:12]):
+            raise IdentifierError("id_birth_date", "the birth date in the ID number is impossible")
+        first17 = value[:6] + "19" + value[6:]
+        return Identifier(
+            IdentifierKind.RESIDENT_ID, first17 + resident_id_check_char(first17), True
+        )
+    if len(value) not in (15, 18):
+        raise IdentifierError(
+            "id_length",
+            f"a resident ID number has 18 (or old-style 15) characters, got {len(value)}",
+        )
+    if not _ID18_FORM.fullmatch(value):
+        raise IdentifierError(
+            "id_alphabet", "a resident ID number is 17 digits and a check digit 0-9 or X"
+        )
+    if not _birth_date_ok(value[6:14]):
+        raise IdentifierError("id_birth_date", "the birth date in the ID number is impossible")
+    return Identifier(
+        IdentifierKind.RESIDENT_ID, value, resident_id_check_char(value[:17]) == value[17]
+    )
+
+
+def parse_any(raw: str) -> Identifier:
+    """Classify a bare identifier (as in ``GET /v1/subjects/{identifier}``).
+
+    An 18-digit string is in both alphabets: a resident ID reading wins when its birth date is
+    real and its check digit holds, then a USCC whose check holds, then any well-formed form.
+    """
+    candidates: list[Identifier] = []
+    errors: list[IdentifierError] = []
+    for parse in (parse_resident_id, parse_uscc):
+        try:
+            candidates.append(parse(raw))
+        except IdentifierError as exc:
+            errors.append(exc)
+    for ident in candidates:
+        if ident.check_ok:
+            return ident
+    if candidates:
+        return candidates[0]
+    raise IdentifierError(
+        "identifier_form", "not a USCC (18 characters) nor a resident ID number (18 or 15)"
+    )
+
+
+def mask_identifier(value: str) -> str:
+    """Mask the middle of a personal ID number: ``110105********002X``.
+
+    Works on any string (also malformed input echoed in an error), never revealing more than
+    the region code and the last four characters, and less for short strings.
+    """
+    n = len(value)
+    if n >= 14:
+        return value[:6] + "*" * (n - 10) + value[-4:]
+    if n >= 8:
+        return value[:2] + "*" * (n - 4) + value[-2:]
+    return "*" * n
+
+
+_WHITESPACE = re.compile(r"\s+")
+_BRACKETS = str.maketrans(
+    {
+        "（": "(",
+        "）": ")",
+        "［": "(",
+        "］": ")",
+        "[": "(",
+        "]": ")",
+        "【": "(",
+        "】": ")",
+        "〔": "(",
+        "〕": ")",
+        "〖": "(",
+        "〗": ")",
+        "｛": "(",
+        "｝": ")",
+        "{": "(",
+        "}": ")",
+        "「": "(",
+        "」": ")",
+        "『": "(",
+        "』": ")",
+        "<": "(",
+        ">": ")",
+        "《": "(",
+        "》": ")",
+        "〈": "(",
+        "〉": ")",
+        "・": "·",
+        "•": "·",
+        "‧": "·",
+        "･": "·",
+        "●": "·",
+        "．": "·",
+    }
+)
+
+
+@lru_cache(maxsize=1)
+def _t2s():  # type: ignore[no-untyped-def]
+    import opencc  # a maintained dictionary, not a hand-written table
+
+    return opencc.OpenCC("t2s")
+
+
+@lru_cache(maxsize=65536)
+def normalise_name(raw: str) -> str:
+    """Fold a subject's name for matching: NFKC, no white space, one bracket style, 简体."""
+    folded = unicodedata.normalize("NFKC", raw)
+    folded = _WHITESPACE.sub("", folded).translate(_BRACKETS).upper()
+    return _t2s().convert(folded)

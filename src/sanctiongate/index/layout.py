@@ -1,0 +1,103 @@
+"""Where everything lives in Redis. One file, so the layout can be read in one place.
+
+Everything that a rebuild recreates lives under a *generation* ``gen`` (a time-based id): a
+rebuild writes a fresh generation and switches ``{p}:meta``'s ``gen`` field to it in one
+command, so readers never see a half-built index. Within a generation, records are spread over
+``buckets`` small hashes (compact in memory, listpack-encoded when small) chosen by CRC32 of
+the field:
+
+=============================  =====  ==========================================================
+key                            type   content
+=============================  =====  ==========================================================
+``{p}:meta``                   hash   ``gen``, ``state`` (ready | rebuilding), ``newest_event_time``,
+                                      ``measures_rev``, ``rebuild_ends``, ``w:<worker>`` status
+``{p}:{g.b}:e``                hash   entry_id → ``version|count-field|StoredEntry JSON``
+``{p}:{g.b}:c``                hash   ``polarity|list_type`` → active entries (same slot as ``e``)
+``{p}:{g.b}:i``                hash   identifier → ``entry_id␟role␞…`` (USCC / ID number refs)
+``{p}:{g.b}:n``                hash   normalised name → ``entry_id␟role␞…``
+``{p}:{g}:measures``           hash   measure_id → Measure JSON (default catalogue + topic)
+``{p}:{g}:activations``        zset   entry_id scored by the epoch second its listing starts
+``{p}:rebuild-lock``           string holder id, with a TTL: one rebuilder at a time
+``{p}:{g.b}:a``                hash   identifier → approvals (look-back), outside rebuilds
+``{p}:req:{dept}:{request_id}`` string a decision, for idempotent retries (expires)
+=============================  =====  ==========================================================
+
+Redis Cluster: the braces are hash tags. A Lua script touches only keys of one tag (an entry
+bucket and its counter hash; or one ref bucket), so every operation stays in one slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zlib import crc32
+
+REF_SEPARATOR = "\x1e"  # between refs of one field
+ROLE_SEPARATOR = "\x1f"  # between entry_id and role inside one ref
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    prefix: str = "sg"
+    buckets: int = 4096
+
+    def bucket(self, field: str) -> int:
+        return crc32(field.encode()) % self.buckets
+
+    # --- outside generations ----------------------------------------------------------------
+    @property
+    def meta(self) -> str:
+        return f"{self.prefix}:meta"
+
+    @property
+    def rebuild_lock(self) -> str:
+        return f"{self.prefix}:rebuild-lock"
+
+    def approvals(self, identifier: str) -> str:
+        return f"{self.prefix}:{{a.{self.bucket(identifier)}}}:a"
+
+    def request(self, department: str, request_id: str) -> str:
+        return f"{self.prefix}:req:{department}:{request_id}"
+
+    @property
+    def feedback_due(self) -> str:
+        return f"{self.prefix}:feedback-due"
+
+    # --- inside a generation ----------------------------------------------------------------
+    def entries(self, gen: str, entry_id: str) -> str:
+        return f"{self.prefix}:{{{gen}.{self.bucket(entry_id)}}}:e"
+
+    def counts_of_bucket(self, gen: str, bucket: int) -> str:
+        return f"{self.prefix}:{{{gen}.{bucket}}}:c"
+
+    def counts(self, gen: str, entry_id: str) -> str:
+        return self.counts_of_bucket(gen, self.bucket(entry_id))
+
+    def identifiers(self, gen: str, identifier: str) -> str:
+        return f"{self.prefix}:{{{gen}.{self.bucket(identifier)}}}:i"
+
+    def names(self, gen: str, name: str) -> str:
+        return f"{self.prefix}:{{{gen}.{self.bucket(name)}}}:n"
+
+    def measures(self, gen: str) -> str:
+        return f"{self.prefix}:{{{gen}}}:measures"
+
+    def activations(self, gen: str) -> str:
+        return f"{self.prefix}:{{{gen}}}:activations"
+
+    def generation_pattern(self, gen: str) -> str:
+        return f"{self.prefix}:{{{gen}*"
+
+
+def pack_ref(entry_id: str, role: str) -> str:
+    return f"{entry_id}{ROLE_SEPARATOR}{role}"
+
+
+def unpack_refs(value: bytes | str | None) -> list[tuple[str, str]]:
+    if not value:
+        return []
+    text = value.decode() if isinstance(value, bytes) else value
+    refs = []
+    for ref in text.split(REF_SEPARATOR):
+        entry_id, _, role = ref.partition(ROLE_SEPARATOR)
+        refs.append((entry_id, role))
+    return refs

@@ -1,0 +1,459 @@
+"""Operations on the Redis index. Correct under duplicates, reordering, crashes and rebuilds.
+
+Applying a batch of list changes takes four pipelined round trips, whatever its size:
+
+1. read the stored records (to drop stale versions early and know the refs they hold);
+2. add the refs the new versions need (before the record, so a crash never leaves a
+   record without its refs; a ref without its record is harmless: matching is re-checked
+   against the record in :func:`sanctiongate.domain.decisions.match_subject`);
+3. compare-and-set each record by version, in a Lua script that also moves the per-bucket
+   counters (one slot: atomic);
+4. remove the refs the winners no longer need, and schedule future activations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ..domain.catalogue import Catalogue
+from ..domain.decisions import CHINA_STANDARD_TIME, today_in_china
+from ..domain.models import ListChange, Measure, StoredEntry
+from .layout import REF_SEPARATOR, Layout, pack_ref, unpack_refs
+
+_CAS_ENTRY = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local version = tonumber(ARGV[2])
+if old then
+  local old_version, old_field = string.match(old, '^(%d+)|([^|]*)|')
+  if tonumber(old_version) >= version then return {0, old} end
+  if old_field ~= '' then redis.call('HINCRBY', KEYS[2], old_field, -1) end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
+return {1, old or ''}
+"""
+
+_ADD_REF = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end
+local sep = ARGV[3]
+if string.find(sep .. cur .. sep, sep .. ARGV[2] .. sep, 1, true) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], cur .. sep .. ARGV[2])
+return 1
+"""
+
+_REMOVE_REF = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+local sep = ARGV[3]
+local kept = {}
+for ref in string.gmatch(cur, '([^' .. sep .. ']+)') do
+  if ref ~= ARGV[2] then table.insert(kept, ref) end
+end
+if #kept == 0 then redis.call('HDEL', KEYS[1], ARGV[1])
+else redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, sep)) end
+return 1
+"""
+
+
+class IndexUnavailable(Exception):
+    """The index cannot answer now: Redis is unreachable, the index is wiped or rebuilding."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class GenerationChanged(Exception):
+    """The index switched generation while a read was in flight: retry with the new one."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexMeta:
+    gen: str | None
+    state: str | None
+    newest_event_time: datetime | None
+    measures_rev: int
+    fields: dict[str, str]
+
+    @property
+    def ready(self) -> bool:
+        return self.gen is not None and self.state == "ready"
+
+    def rebuild_ends(self) -> dict[str, dict[str, int]]:
+        """Per topic and partition, the offset the last rebuild replayed up to."""
+        return orjson.loads(self.fields.get("rebuild_ends", "{}"))
+
+    def workers(self) -> dict[str, dict]:
+        return {k[2:]: orjson.loads(v) for k, v in self.fields.items() if k.startswith("w:")}
+
+
+@dataclass(slots=True)
+class AppliedChange:
+    change: ListChange
+    before: StoredEntry | None
+    after: StoredEntry
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    applied: list[AppliedChange] = field(default_factory=list)
+    stale: list[ListChange] = field(default_factory=list)
+
+    @property
+    def newest_event_time(self) -> datetime | None:
+        return max((a.change.event_time for a in self.applied), default=None)
+
+
+def count_field(stored: StoredEntry) -> str:
+    if stored.removed or stored.entry is None:
+        return ""
+    return f"{stored.entry.polarity}:{stored.entry.list_type}"
+
+
+def encode_record(stored: StoredEntry) -> bytes:
+    body = stored.model_dump_json(exclude_defaults=True).encode()
+    return f"{stored.version}|{count_field(stored)}|".encode() + body
+
+
+_decoded: dict[bytes, StoredEntry] = {}
+_DECODE_CACHE_LIMIT = 50_000
+
+
+def decode_record(raw: bytes | None) -> StoredEntry | None:
+    """Parse a stored record; the same bytes are parsed once (entries change rarely)."""
+    if not raw:
+        return None
+    cached = _decoded.get(raw)
+    if cached is not None:
+        return cached
+    _, _, rest = raw.partition(b"|")
+    _, _, body = rest.partition(b"|")
+    stored = StoredEntry.model_validate_json(body)
+    if len(_decoded) >= _DECODE_CACHE_LIMIT:
+        _decoded.clear()
+    _decoded[raw] = stored
+    return stored
+
+
+def new_generation() -> str:
+    return f"g{time.time_ns() // 1_000_000:x}"
+
+
+def _activation_epoch(stored: StoredEntry) -> float | None:
+    entry = stored.entry
+    if stored.removed or entry is None or entry.polarity != "black":
+        return None
+    start = datetime.combine(entry.effective_from, datetime.min.time(), CHINA_STANDARD_TIME)
+    return start.timestamp()
+
+
+class SanctionIndex:
+    def __init__(self, redis: Redis, layout: Layout | None = None) -> None:
+        self.redis = redis
+        self.layout = layout or Layout()
+        self._cas = redis.register_script(_CAS_ENTRY)
+        self._add_ref = redis.register_script(_ADD_REF)
+        self._remove_ref = redis.register_script(_REMOVE_REF)
+
+    # --- meta --------------------------------------------------------------------------------
+
+    async def read_meta(self) -> IndexMeta:
+        raw = await self.redis.hgetall(self.layout.meta)
+        return _meta_from(raw)
+
+    async def serving_meta(self) -> IndexMeta:
+        """The meta of an index that may answer checks, or :class:`IndexUnavailable`."""
+        try:
+            meta = await self.read_meta()
+        except (RedisError, OSError) as exc:
+            raise IndexUnavailable("redis_unavailable", f"Redis cannot be reached: {exc}") from exc
+        check_serving(meta)
+        return meta
+
+    async def record_worker(self, worker: str, status: dict) -> None:
+        await self.redis.hset(self.layout.meta, f"w:{worker}", orjson.dumps(status))
+
+    async def note_newest(self, newest: datetime) -> None:
+        """Keep the newest applied event time (monotonic across workers)."""
+        meta = self.layout.meta
+        current = await self.redis.hget(meta, "newest_event_time")
+        if current is None or datetime.fromisoformat(current.decode()) < newest:
+            await self.redis.hset(meta, "newest_event_time", newest.isoformat())
+
+    # --- list changes ------------------------------------------------------------------------
+
+    async def apply_changes(self, gen: str, changes: Sequence[ListChange]) -> ApplyResult:
+        result = ApplyResult()
+        latest: dict[str, ListChange] = {}
+        for change in changes:
+            held = latest.get(change.entry_id)
+            if held is None or change.version > held.version:
+                if held is not None:
+                    result.stale.append(held)
+                latest[change.entry_id] = change
+            else:
+                result.stale.append(change)
+        if not latest:
+            return result
+
+        layout = self.layout
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id in latest:
+            pipe.hget(layout.entries(gen, entry_id), entry_id)
+        stored_before = await pipe.execute()
+
+        plans: list[AppliedChange] = []
+        for change, raw in zip(latest.values(), stored_before, strict=True):
+            before = decode_record(raw)
+            if before is not None and change.version <= before.version:
+                result.stale.append(change)
+                continue
+            plans.append(AppliedChange(change, before, StoredEntry.from_change(change, before)))
+        if not plans:
+            return result
+
+        pipe = self.redis.pipeline(transaction=False)
+        for plan in plans:
+            await self._queue_refs(pipe, gen, plan.after, self._add_ref, exclude=plan.before)
+        await pipe.execute()
+
+        pipe = self.redis.pipeline(transaction=False)
+        for plan in plans:
+            entry_id = plan.after.entry_id
+            await self._cas(  # queues on the pipeline (redis-py's async Script is a coroutine)
+                keys=[layout.entries(gen, entry_id), layout.counts(gen, entry_id)],
+                args=[
+                    entry_id,
+                    plan.after.version,
+                    encode_record(plan.after),
+                    count_field(plan.after),
+                ],
+                client=pipe,
+            )
+        outcomes = await pipe.execute()
+
+        pipe = self.redis.pipeline(transaction=False)
+        for plan, (won, replaced_raw) in zip(plans, outcomes, strict=True):
+            if not won:  # another worker applied a newer version meanwhile
+                result.stale.append(plan.change)
+                continue
+            replaced = decode_record(replaced_raw)
+            plan.before = replaced
+            if replaced is not None:
+                await self._queue_refs(pipe, gen, replaced, self._remove_ref, exclude=plan.after)
+            self._queue_activation(pipe, gen, plan.after)
+            result.applied.append(plan)
+        await pipe.execute()
+        return result
+
+    async def _queue_refs(
+        self, pipe, gen: str, stored: StoredEntry, script, exclude: StoredEntry | None
+    ) -> None:  # type: ignore[no-untyped-def]
+        ids, names = stored.index_keys()
+        if exclude is not None:
+            other_ids, other_names = exclude.index_keys()
+            ids -= other_ids
+            names -= other_names
+        for identifier, role in ids:
+            await script(
+                keys=[self.layout.identifiers(gen, identifier)],
+                args=[identifier, pack_ref(stored.entry_id, role), REF_SEPARATOR],
+                client=pipe,
+            )
+        for name, role in names:
+            await script(
+                keys=[self.layout.names(gen, name)],
+                args=[name, pack_ref(stored.entry_id, role), REF_SEPARATOR],
+                client=pipe,
+            )
+
+    def _queue_activation(self, pipe, gen: str, stored: StoredEntry) -> None:  # type: ignore[no-untyped-def]
+        key = self.layout.activations(gen)
+        epoch = _activation_epoch(stored)
+        if epoch is not None and epoch > time.time():
+            pipe.zadd(key, {stored.entry_id: epoch})
+        else:
+            pipe.zrem(key, stored.entry_id)
+
+    async def due_activations(self, gen: str, now: float) -> list[str]:
+        key = self.layout.activations(gen)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrangebyscore(key, "-inf", now)
+        pipe.zremrangebyscore(key, "-inf", now)
+        due, _ = await pipe.execute()
+        return [d.decode() for d in due]
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def candidates(
+        self, gen: str, lookups: Sequence[tuple[str | None, str]]
+    ) -> tuple[IndexMeta, list[list[StoredEntry]]]:
+        """For each (identifier or None, normalised name): the entries found under either key.
+
+        Two pipelined round trips for any number of subjects. The meta is re-read in the first,
+        so a read that straddles a generation switch or a wipe is detected, never answered.
+        """
+        layout = self.layout
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(layout.meta)
+        for identifier, name in lookups:
+            if identifier:
+                pipe.hget(layout.identifiers(gen, identifier), identifier)
+            pipe.hget(layout.names(gen, name), name)
+        replies = await pipe.execute()
+        meta = _meta_from(replies[0])
+        check_serving(meta)
+        if meta.gen != gen:
+            raise GenerationChanged
+        wanted: list[set[str]] = []
+        position = 1
+        for identifier, _ in lookups:
+            ids: set[str] = set()
+            for _ in range(2 if identifier else 1):
+                ids.update(entry_id for entry_id, _ in unpack_refs(replies[position]))
+                position += 1
+            wanted.append(ids)
+        records = await self.entries(gen, set().union(*wanted))
+        return meta, [[records[e] for e in ids if e in records] for ids in wanted]
+
+    async def entries(self, gen: str, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
+        entry_ids = list(entry_ids)
+        if not entry_ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id in entry_ids:
+            pipe.hget(self.layout.entries(gen, entry_id), entry_id)
+        raws = await pipe.execute()
+        found = {}
+        for entry_id, raw in zip(entry_ids, raws, strict=True):
+            stored = decode_record(raw)
+            if stored is not None:
+                found[entry_id] = stored
+        return found
+
+    async def entries_for_identifier(self, gen: str, identifier: str) -> list[StoredEntry]:
+        raw = await self.redis.hget(self.layout.identifiers(gen, identifier), identifier)
+        refs = unpack_refs(raw)
+        records = await self.entries(gen, {entry_id for entry_id, _ in refs})
+        return [records[e] for e in sorted(records)]
+
+    async def counts(self, gen: str) -> dict[tuple[str, str], int]:
+        pipe = self.redis.pipeline(transaction=False)
+        for bucket in range(self.layout.buckets):
+            pipe.hgetall(self.layout.counts_of_bucket(gen, bucket))
+        totals: dict[tuple[str, str], int] = {}
+        for reply in await pipe.execute():
+            for raw_field, raw_count in reply.items():
+                polarity, _, list_type = raw_field.decode().partition(":")
+                totals[(polarity, list_type)] = totals.get((polarity, list_type), 0) + int(
+                    raw_count
+                )
+        return {k: v for k, v in totals.items() if v}
+
+    # --- measures ----------------------------------------------------------------------------
+
+    async def put_measures(self, gen: str, measures: Iterable[Measure]) -> None:
+        mapping = {m.measure_id: m.model_dump_json(by_alias=True) for m in measures}
+        if mapping:
+            await self.redis.hset(self.layout.measures(gen), mapping=mapping)
+            await self.redis.hincrby(self.layout.meta, "measures_rev", 1)
+
+    async def delete_measures(self, gen: str, measure_ids: Iterable[str]) -> None:
+        ids = list(measure_ids)
+        if ids:
+            await self.redis.hdel(self.layout.measures(gen), *ids)
+            await self.redis.hincrby(self.layout.meta, "measures_rev", 1)
+
+    async def load_catalogue(self, gen: str) -> Catalogue:
+        raw = await self.redis.hgetall(self.layout.measures(gen))
+        return Catalogue(Measure.model_validate_json(v) for v in raw.values())
+
+    # --- generations -------------------------------------------------------------------------
+
+    async def acquire_rebuild_lock(self, holder: str, ttl_seconds: int = 60) -> bool:
+        return bool(await self.redis.set(self.layout.rebuild_lock, holder, nx=True, ex=ttl_seconds))
+
+    async def refresh_rebuild_lock(self, holder: str, ttl_seconds: int = 60) -> None:
+        if (await self.redis.get(self.layout.rebuild_lock) or b"").decode() == holder:
+            await self.redis.expire(self.layout.rebuild_lock, ttl_seconds)
+
+    async def release_rebuild_lock(self, holder: str) -> None:
+        if (await self.redis.get(self.layout.rebuild_lock) or b"").decode() == holder:
+            await self.redis.delete(self.layout.rebuild_lock)
+
+    async def mark_rebuilding(self, building: str) -> None:
+        await self.redis.hset(
+            self.layout.meta,
+            mapping={"state": "rebuilding", "building": building, "rebuild_started_at": _now_iso()},
+        )
+
+    async def switch_generation(self, gen: str, ends: dict[str, dict[int, int]]) -> str | None:
+        """Make ``gen`` the serving generation; returns the one it replaced."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(self.layout.meta, "gen")
+        pipe.hset(
+            self.layout.meta,
+            mapping={
+                "gen": gen,
+                "state": "ready",
+                "rebuild_ends": orjson.dumps(ends, option=orjson.OPT_NON_STR_KEYS),
+                "switched_at": _now_iso(),
+            },
+        )
+        pipe.hdel(self.layout.meta, "building")
+        pipe.hincrby(self.layout.meta, "measures_rev", 1)
+        previous, *_ = await pipe.execute()
+        return previous.decode() if previous else None
+
+    async def drop_generation(self, gen: str) -> int:
+        dropped = 0
+        async for key in self.redis.scan_iter(
+            match=self.layout.generation_pattern(gen), count=1000
+        ):
+            dropped += await self.redis.unlink(key)
+        return dropped
+
+
+def check_serving(meta: IndexMeta) -> None:
+    if meta.gen is None:
+        raise IndexUnavailable(
+            "index_not_built", "the index is empty or was wiped; a worker is rebuilding it"
+        )
+    if meta.state != "ready":
+        raise IndexUnavailable("index_rebuilding", "the index is being rebuilt")
+
+
+def _meta_from(raw: dict[bytes, bytes]) -> IndexMeta:
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    newest = fields.get("newest_event_time")
+    return IndexMeta(
+        gen=fields.get("gen"),
+        state=fields.get("state"),
+        newest_event_time=datetime.fromisoformat(newest) if newest else None,
+        measures_rev=int(fields.get("measures_rev", "0")),
+        fields=fields,
+    )
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+__all__ = [
+    "ApplyResult",
+    "GenerationChanged",
+    "IndexMeta",
+    "IndexUnavailable",
+    "SanctionIndex",
+    "check_serving",
+    "today_in_china",
+]

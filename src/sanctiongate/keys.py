@@ -1,0 +1,103 @@
+"""API keys: each maps to a department and the matter categories it may check.
+
+Stored hashed (SHA-256 of a 256-bit random secret: no salt or slow hash is needed for
+high-entropy secrets) in a JSON file, not in Redis, so that flushing Redis never locks the
+service halls out. API processes re-read the file when it changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+TOKEN_PREFIX = "sg"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    department: str
+    scopes: list[str]
+    secret_sha256: str
+    created_at: str
+    revoked_at: str | None = None
+    label: str = ""
+
+    def may_check(self, category: str) -> bool:
+        return "*" in self.scopes or category in self.scopes
+
+
+@dataclass
+class KeyStore:
+    path: Path
+    _keys: dict[str, ApiKey] = field(default_factory=dict)
+    _mtime: float | None = None
+
+    def load(self) -> None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            self._keys, self._mtime = {}, None
+            return
+        if stat.st_mtime == self._mtime:
+            return
+        raw = json.loads(self.path.read_text(encoding="utf-8"))
+        self._keys = {k["key_id"]: ApiKey(**k) for k in raw.get("keys", [])}
+        self._mtime = stat.st_mtime
+
+    def all(self) -> list[ApiKey]:
+        self.load()
+        return list(self._keys.values())
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        """The active key a bearer token belongs to, or None."""
+        self.load()
+        prefix, _, rest = token.partition("_")
+        key_id, _, secret = rest.partition("_")
+        key = self._keys.get(key_id)
+        if prefix != TOKEN_PREFIX or key is None or key.revoked_at is not None:
+            return None
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        return key if hmac.compare_digest(digest, key.secret_sha256) else None
+
+    def create(self, department: str, scopes: list[str], label: str = "") -> tuple[ApiKey, str]:
+        self.load()
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32).replace("_", "-")
+        key = ApiKey(
+            key_id=key_id,
+            department=department,
+            scopes=scopes,
+            secret_sha256=hashlib.sha256(secret.encode()).hexdigest(),
+            created_at=datetime.now(UTC).isoformat(),
+            label=label,
+        )
+        self._keys[key_id] = key
+        self._save()
+        return key, f"{TOKEN_PREFIX}_{key_id}_{secret}"
+
+    def revoke(self, key_id: str) -> bool:
+        self.load()
+        key = self._keys.get(key_id)
+        if key is None:
+            return False
+        self._keys[key_id] = ApiKey(**{**asdict(key), "revoked_at": datetime.now(UTC).isoformat()})
+        self._save()
+        return True
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"keys": [asdict(k) for k in self._keys.values()]}, indent=2)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keys-")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(body)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)  # atomic: a reader never sees half a file
+        self._mtime = None

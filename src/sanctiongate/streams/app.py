@@ -1,0 +1,108 @@
+"""The faust application: the frame that runs every agent of a worker.
+
+Faust gives the worker its lifecycle (start, stop, signals), its timers and its web server.
+The agents on high-volume topics read batches with aiokafka inside that lifecycle
+(:mod:`.consumer`), since per-event faust iteration cannot reach the ingest goal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+import mode
+from faust.contrib.asgi import serve_asgi
+
+from .. import metrics
+from ..settings import Settings, get_settings
+from .consumer import BatchConsumer
+from .ingest import GenerationWatch, ListChangeIngest
+from .measures import MeasureIngest
+from .rebuild import Rebuilder
+from .runtime import Runtime
+from .web import worker_web_app
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    settings = settings or get_settings()
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        autodiscover=False,
+        web_enabled=True,
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        web_bind=settings.worker_web_host,
+        topic_partitions=settings.topic_partitions,
+        producer_acks=-1,
+    )
+    runtime = Runtime.create(settings)
+    rebuilder = Rebuilder(settings, runtime.index, runtime.worker_id)
+    consumers: list[BatchConsumer] = []
+
+    def consumer_for(topic: str, handler, idle=None) -> BatchConsumer:  # type: ignore[no-untyped-def]
+        return BatchConsumer(
+            bootstrap=settings.kafka_bootstrap,
+            topic=topic,
+            group=f"{settings.app_id}-{topic}",
+            handler=handler,
+            client_id=f"{settings.app_id}-{runtime.worker_id}",
+            batch_size=settings.ingest_batch_size,
+            timeout_ms=settings.ingest_batch_timeout_ms,
+            idle=idle,
+        )
+
+    @app.service
+    class Agents(mode.Service):
+        """Starts the batch agents once faust is up, stops them before it goes down."""
+
+        async def on_start(self) -> None:
+            await runtime.start()
+            list_watch = GenerationWatch(runtime, rebuilder, settings.topic_list_changes)
+            ingest = ListChangeIngest(runtime, list_watch)
+            measure_watch = GenerationWatch(runtime, rebuilder, settings.topic_measures)
+            consumers.extend(
+                [
+                    consumer_for(settings.topic_list_changes, ingest.handle, list_watch.idle),
+                    consumer_for(
+                        settings.topic_measures, MeasureIngest(runtime, measure_watch).handle
+                    ),
+                ]
+            )
+            for consumer in consumers:
+                await consumer.start()
+
+        async def on_stop(self) -> None:
+            for consumer in consumers:
+                await consumer.stop()
+            await runtime.stop()
+
+    @app.timer(interval=settings.monitor_interval_seconds)
+    async def heartbeat() -> None:
+        """Tell Redis (and so every API process) how far behind this worker is."""
+        if not consumers:
+            return
+        pending, lag_seconds = await consumers[0].lag()
+        for consumer in consumers:
+            behind, _ = await consumer.lag()
+            metrics.consumer_lag_messages.labels(topic=consumer.topic, group=consumer.group).set(
+                behind
+            )
+        metrics.index_lag_seconds.set(lag_seconds)
+        await runtime.index.record_worker(
+            runtime.worker_id,
+            {"ts": time.time(), "lag_seconds": lag_seconds, "pending": pending},
+        )
+
+    serve_asgi(
+        app,
+        worker_web_app(runtime),
+        host=settings.worker_web_host,
+        port=settings.worker_web_port,
+        log_level="warning",
+    )
+    return app

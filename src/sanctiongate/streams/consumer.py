@@ -1,0 +1,157 @@
+"""A batch consumer on aiokafka, run inside the faust worker's lifecycle.
+
+Per-event iteration in faust tops out near 7,000 events/s on two cores; the hot paths read
+batches with ``getmany`` and hand each batch to a handler that pipelines its Redis work.
+Offsets are committed only after the handler succeeded, so a crash replays the batch (every
+handler is idempotent); a handler that cannot reach Redis is retried, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from redis.exceptions import RedisError
+
+from .. import metrics
+from ..index import IndexUnavailable
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
+
+
+class SeekTo(Exception):
+    """Raised by a handler: drop this batch and continue from these offsets."""
+
+    def __init__(self, offsets: dict[int, int]) -> None:
+        super().__init__(offsets)
+        self.offsets = offsets
+
+
+class BatchConsumer:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        handler: Handler,
+        client_id: str,
+        batch_size: int = 2000,
+        timeout_ms: int = 20,
+        idle: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.group = group
+        self.handler = handler
+        self.batch_size = batch_size
+        self.timeout_ms = timeout_ms
+        self.idle = idle
+        self.consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=batch_size,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.last_record_time: float | None = None  # produce time of the newest record handled
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consume:{self.topic}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.stop()
+
+    async def lag(self) -> tuple[int, float]:
+        """(messages behind, seconds behind): 0 s when nothing is pending."""
+        pending = 0
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
+            except (KafkaError, IllegalStateError, TimeoutError):
+                continue  # the assignment moved under us; the next call will see
+            pending += max(0, high - position)
+        if pending == 0 or self.last_record_time is None:
+            return pending, 0.0
+        return pending, max(0.0, time.time() - self.last_record_time)
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            try:
+                batches = await self.consumer.getmany(
+                    timeout_ms=self.timeout_ms, max_records=self.batch_size
+                )
+                records = [
+                    r for tp in sorted(batches, key=lambda t: t.partition) for r in batches[tp]
+                ]
+                if records:
+                    await self._handle(records)
+                    await self._commit(batches)
+                    self.last_record_time = max(r.timestamp for r in records) / 1000
+                if self.idle is not None:
+                    await self.idle()
+                backoff = 0.1
+            except SeekTo as seek:
+                self._seek(seek.offsets)
+            except asyncio.CancelledError:
+                raise
+            except (IndexUnavailable, RedisError, OSError, KafkaError) as exc:
+                log.warning("%s: %s; retrying in %.1fs", self.topic, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                # A bug must not kill the worker silently, nor skip messages: log and retry.
+                log.exception("%s: handler failed; retrying", self.topic)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _handle(self, records: Sequence[ConsumerRecord]) -> None:
+        """Retry the same batch until it is handled (or we are stopping, or must seek)."""
+        backoff = 0.1
+        while True:
+            try:
+                await self.handler(records)
+                return
+            except (IndexUnavailable, RedisError, OSError) as exc:
+                if self._stopping:
+                    raise
+                log.warning("%s: %s; retrying the batch in %.1fs", self.topic, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _commit(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Partitions moved to another worker; it will replay from the last commit.
+            log.info("%s: commit skipped after a rebalance: %s", self.topic, exc)
+
+    def _seek(self, offsets: dict[int, int]) -> None:
+        for tp in self.consumer.assignment():
+            if tp.partition in offsets:
+                self.consumer.seek(tp, offsets[tp.partition])
+
+
+async def report_lag(consumer: BatchConsumer) -> None:
+    pending, _ = await consumer.lag()
+    metrics.consumer_lag_messages.labels(topic=consumer.topic, group=consumer.group).set(pending)

@@ -1,0 +1,116 @@
+"""Decoding of incoming messages, and the dead-letter topic for what cannot be decoded.
+
+Nothing that arrives is lost: a message is applied, or it lands on ``sanction.rejected`` with
+its raw bytes and a reason, and a counter says which (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from .. import metrics
+from ..domain.identifiers import mask_identifier
+from ..domain.models import Rejected, RejectionError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class BadMessage(Exception):
+    def __init__(self, code: str, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.error = RejectionError(code=code, message=message, path=path)
+
+
+def decode(raw: bytes | None, model: type[M], expected_schema: str) -> M:
+    """Bytes → model, or :class:`BadMessage` naming what is wrong and where."""
+    if raw is None:
+        raise BadMessage("empty_value", "the message has no value")
+    try:
+        data: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadMessage("invalid_json", f"not UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadMessage("invalid_json", "the value is not a JSON object")
+    schema = data.get("schema")
+    if schema != expected_schema:
+        raise BadMessage(
+            "unknown_schema", f"expected schema {expected_schema!r}, got {schema!r}", "schema"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+def from_validation(exc: ValidationError) -> BadMessage:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    path = ".".join(str(p) for p in first["loc"]) or None
+    message = str(first["msg"])
+    code = _code_of(first["type"], message)
+    return BadMessage(code, message, path)
+
+
+_IDENTIFIER_ERROR = re.compile(r"\b(uscc|id)_(length|alphabet|birth_date)\b")
+
+
+def _code_of(error_type: str, message: str) -> str:
+    if _IDENTIFIER_ERROR.search(message):
+        return "malformed_identifier"
+    if "date" in error_type or "datetime" in error_type or "effective_until" in message:
+        return "invalid_date"
+    return "schema_violation"
+
+
+def rejected_record(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    raw: bytes | None,
+    error: RejectionError,
+) -> Rejected:
+    return Rejected(
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        key=_safe_key(key),
+        raw=base64.b64encode(raw or b"").decode(),
+        error=error,
+        rejected_at=datetime.now(UTC),
+    )
+
+
+def _safe_key(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    return key.decode("utf-8", errors="replace")
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.model_dump_json(by_alias=True).encode()
+
+
+def count_rejected(topic: str, code: str) -> None:
+    metrics.rejected_total.labels(source_topic=topic, code=code).inc()
+
+
+def mask_personal(text: str) -> str:
+    """Mask anything in free text that could be a personal ID number."""
+    return re.sub(r"\d{6}(?:\d{8}|\d{6})\d{3}[\dXx]?", lambda m: mask_identifier(m.group()), text)
+
+
+__all__ = [
+    "BadMessage",
+    "count_rejected",
+    "decode",
+    "encode",
+    "from_validation",
+    "mask_personal",
+    "rejected_record",
+]

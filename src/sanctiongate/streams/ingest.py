@@ -1,0 +1,106 @@
+"""The list-change agent: ``sanction.list.changes`` → the Redis index (hot path, in batches)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import ConsumerRecord
+
+from .. import metrics
+from ..domain.models import ListChange
+from ..index import IndexUnavailable
+from ..index.store import ApplyResult
+from .consumer import SeekTo
+from .deadletter import BadMessage, decode
+from .rebuild import Rebuilder
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+AppliedHook = Callable[[ApplyResult], Awaitable[None]]
+
+
+class GenerationWatch:
+    """Follows the serving generation for one topic: blind → heal; switched → seek."""
+
+    def __init__(self, runtime: Runtime, rebuilder: Rebuilder, topic: str) -> None:
+        self.runtime = runtime
+        self.rebuilder = rebuilder
+        self.topic = topic
+        self.seen: str | None = None
+        self._checked_at = 0.0
+
+    async def current(self) -> str:
+        meta = await self.runtime.index.read_meta()
+        if meta.gen is None:
+            await self.rebuilder.heal()
+            meta = await self.runtime.index.read_meta()
+            if meta.gen is None:
+                raise IndexUnavailable("index_not_built", "waiting for the index to be rebuilt")
+            self.seen = meta.gen
+            return meta.gen
+        if self.seen is not None and meta.gen != self.seen:
+            # Someone rebuilt: replay what came after the rebuild's end into the new generation.
+            self.seen = meta.gen
+            ends = meta.rebuild_ends().get(self.topic, {})
+            raise SeekTo({int(p): int(o) for p, o in ends.items()})
+        self.seen = meta.gen
+        return meta.gen
+
+    async def idle(self) -> None:
+        """Notice a wiped index even when no message arrives."""
+        now = time.monotonic()
+        if now - self._checked_at < 0.5:
+            return
+        self._checked_at = now
+        await self.current()
+
+
+class ListChangeIngest:
+    def __init__(self, runtime: Runtime, watch: GenerationWatch) -> None:
+        self.runtime = runtime
+        self.watch = watch
+        self.on_applied: list[AppliedHook] = []
+
+    async def handle(self, records: Sequence[ConsumerRecord]) -> None:
+        gen = await self.watch.current()
+        changes: list[ListChange] = []
+        produced_at: dict[tuple[str, int], float] = {}
+        letters = []
+        for record in records:
+            try:
+                change = decode(record.value, ListChange, "list_change/v1")
+            except BadMessage as bad:
+                metrics.list_changes_total.labels(op="unknown", result="rejected").inc()
+                letters.append(await self.runtime.dead_letter(record, bad.error))
+                continue
+            changes.append(change)
+            produced_at[(change.entry_id, change.version)] = record.timestamp / 1000
+        result = await self.runtime.index.apply_changes(gen, changes)
+        self._observe(result, produced_at)
+        newest = result.newest_event_time
+        if newest is not None:
+            await self.runtime.index.note_newest(newest)
+        for hook in self.on_applied:
+            await hook(result)
+        if letters:
+            await asyncio.gather(*letters)
+
+    @staticmethod
+    def _observe(result: ApplyResult, produced_at: dict[tuple[str, int], float]) -> None:
+        now = time.time()
+        for applied in result.applied:
+            change = applied.change
+            metrics.list_changes_total.labels(op=change.op, result="applied").inc()
+            sent = produced_at.get((change.entry_id, change.version))
+            if sent is not None:
+                metrics.change_propagation_seconds.observe(max(0.0, now - sent))
+            if change.op == "upsert":
+                for path in applied.after.identifier_anomalies:
+                    kind = "uscc" if path.endswith("uscc") else "id_number"
+                    metrics.identifier_anomalies_total.labels(source=change.source, kind=kind).inc()
+        for change in result.stale:
+            metrics.list_changes_total.labels(op=change.op, result="stale").inc()
