@@ -114,6 +114,20 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace) -> int:
+    from .loader import run_load
+
+    return run_load(get_settings(), args)
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from .schemas import write
+
+    for path in write(Path(args.out)):
+        print(path)
+    return 0
+
+
 def _up(args: argparse.Namespace) -> int:
     from .devstack import up
 
@@ -157,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("file")
     publish.add_argument("--topic", help="default: by each message's schema")
     publish.set_defaults(func=_publish)
+
+    load = sub.add_parser("load", help="bulk-load court dishonest-debtor records (CSV or JSONL)")
+    load.add_argument("file")
+    load.add_argument("--source", default="court:spc", help="the source named on each change")
+    load.add_argument("--rejects", help="file for rejected rows (default: FILE.rejects.jsonl)")
+    load.add_argument("--dry-run", action="store_true", help="validate only, publish nothing")
+    load.set_defaults(func=_load)
+
+    schemas = sub.add_parser("schemas", help="write the JSON Schemas and OpenAPI document")
+    schemas.add_argument("--out", default="schemas")
+    schemas.set_defaults(func=_schemas)
 
     up = sub.add_parser("up", help="start broker, Redis, worker, API and sample data locally")
     up.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops all")
