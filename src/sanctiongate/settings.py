@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     lookback_days: int = 365
     feedback_sla_seconds: float = 24 * 3600
     monitor_interval_seconds: float = 1.0
+    decision_ttl_seconds: int = Field(
+        default=90 * 24 * 3600,
+        description="How long a request's decision is kept (approval_despite_block, replays)",
+    )
 
     # --- HTTP API --------------------------------------------------------------------------
     api_host: str = "127.0.0.1"

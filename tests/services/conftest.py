@@ -22,7 +22,7 @@ from tests.conftest import RUN_DIR, Process, Services, free_port, wait_http
 
 
 class Stack:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, **extra_env: str) -> None:
         ns = uuid.uuid4().hex[:8]
         self.ns = ns
         self.api_port = free_port()
@@ -42,6 +42,7 @@ class Stack:
             "SANCTIONGATE_KEYS_FILE": str(self.keys_file),
             "SANCTIONGATE_API_PORT": str(self.api_port),
             "SANCTIONGATE_WORKER_WEB_PORT": str(self.worker_port),
+            **extra_env,
         }
         self.env = services.env(**self.overrides)
         self.settings = Settings(
@@ -78,10 +79,16 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(services: Services) -> Iterator[Stack]:
+def stack_env() -> dict[str, str]:
+    """Extra SANCTIONGATE_* settings for a module's stack; override it in the module."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stack(services: Services, stack_env: dict[str, str]) -> Iterator[Stack]:
     import asyncio
 
-    s = Stack(services)
+    s = Stack(services, **stack_env)
     asyncio.run(ensure_topics(s.settings))
     worker = s.start_worker()
     s.start_api()

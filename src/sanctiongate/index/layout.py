@@ -18,9 +18,19 @@ key                            type   content
 ``{p}:{g}:measures``           hash   measure_id → Measure JSON (default catalogue + topic)
 ``{p}:{g}:activations``        zset   entry_id scored by the epoch second its listing starts
 ``{p}:rebuild-lock``           string holder id, with a TTL: one rebuilder at a time
-``{p}:{g.b}:a``                hash   identifier → approvals (look-back), outside rebuilds
 ``{p}:req:{dept}:{request_id}`` string a decision, for idempotent retries (expires)
+``{p}:dec:{dept}:{request_id}`` string the decision of a request (HTTP or stream), for
+                                      ``approval_despite_block`` and idempotent stream decisions
+``{p}:ap:{identifier}``        zset   approvals of a subject (look-back), scored by approval time
+``{p}:{fb}:due``               zset   ``dept␟request_id`` of block/review decisions, by SLA due time
+``{p}:{fb}:info``              hash   the same member → what an overdue alert needs (masked)
+``{p}:{fb}:done``              zset   members whose feedback arrived, by arrival time
+``{p}:{fb}:overdue``           zset   members past the SLA without feedback, by claim time
+``{p}:alerted:{alert_id}``     string set once an alert was raised (replays raise nothing new)
 =============================  =====  ==========================================================
+
+Monitoring state (decisions, approvals, feedback) lives outside generations: a rebuild
+replays the list topics, not the approval history, so it must survive a generation switch.
 
 Redis Cluster: the braces are hash tags. A Lua script touches only keys of one tag (an entry
 bucket and its counter hash; or one ref bucket), so every operation stays in one slot.
@@ -52,15 +62,21 @@ class Layout:
     def rebuild_lock(self) -> str:
         return f"{self.prefix}:rebuild-lock"
 
-    def approvals(self, identifier: str) -> str:
-        return f"{self.prefix}:{{a.{self.bucket(identifier)}}}:a"
-
     def request(self, department: str, request_id: str) -> str:
         return f"{self.prefix}:req:{department}:{request_id}"
 
-    @property
-    def feedback_due(self) -> str:
-        return f"{self.prefix}:feedback-due"
+    def decision(self, department: str, request_id: str) -> str:
+        return f"{self.prefix}:dec:{department}:{request_id}"
+
+    def approvals(self, identifier: str) -> str:
+        return f"{self.prefix}:ap:{identifier}"
+
+    def feedback(self, part: str) -> str:
+        """``due``, ``info``, ``done`` or ``overdue``: one hash tag, so scripts stay in one slot."""
+        return f"{self.prefix}:{{fb}}:{part}"
+
+    def alerted(self, alert_id: str) -> str:
+        return f"{self.prefix}:alerted:{alert_id}"
 
     # --- inside a generation ----------------------------------------------------------------
     def entries(self, gen: str, entry_id: str) -> str:

@@ -15,10 +15,13 @@ import mode
 from faust.contrib.asgi import serve_asgi
 
 from .. import metrics
+from ..index.ledger import Ledger
 from ..settings import Settings, get_settings
+from .approvals import ApprovalComparison
 from .consumer import BatchConsumer
 from .ingest import GenerationWatch, ListChangeIngest
 from .measures import MeasureIngest
+from .monitor import FeedbackIngest, Monitor, RetroactiveComparison
 from .rebuild import Rebuilder
 from .runtime import Runtime
 from .web import worker_web_app
@@ -42,6 +45,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
     )
     runtime = Runtime.create(settings)
     rebuilder = Rebuilder(settings, runtime.index, runtime.worker_id)
+    ledger = Ledger(
+        runtime.redis,
+        runtime.index.layout,
+        lookback_seconds=settings.lookback_days * 86400,
+        feedback_sla_seconds=settings.feedback_sla_seconds,
+        decision_ttl_seconds=settings.decision_ttl_seconds,
+    )
+    retroactive = RetroactiveComparison(runtime, ledger)
+    monitor = Monitor(runtime, ledger, retroactive)
     consumers: list[BatchConsumer] = []
 
     def consumer_for(topic: str, handler, idle=None) -> BatchConsumer:  # type: ignore[no-untyped-def]
@@ -64,6 +76,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             await runtime.start()
             list_watch = GenerationWatch(runtime, rebuilder, settings.topic_list_changes)
             ingest = ListChangeIngest(runtime, list_watch)
+            ingest.on_applied.append(retroactive.on_applied)
             measure_watch = GenerationWatch(runtime, rebuilder, settings.topic_measures)
             consumers.extend(
                 [
@@ -71,6 +84,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
                     consumer_for(
                         settings.topic_measures, MeasureIngest(runtime, measure_watch).handle
                     ),
+                    consumer_for(
+                        settings.topic_approvals, ApprovalComparison(runtime, ledger).handle
+                    ),
+                    consumer_for(settings.topic_feedback, FeedbackIngest(runtime, ledger).handle),
                 ]
             )
             for consumer in consumers:
@@ -97,6 +114,16 @@ def create_app(settings: Settings | None = None) -> faust.App:
             runtime.worker_id,
             {"ts": time.time(), "lag_seconds": lag_seconds, "pending": pending},
         )
+
+    @app.timer(interval=settings.monitor_interval_seconds)
+    async def monitoring() -> None:
+        """Overdue feedback, listings whose effective_from arrived, entry gauges."""
+        if not consumers:
+            return
+        try:
+            await monitor.tick()
+        except Exception as exc:  # Redis or broker away: the next tick tries again
+            log.warning("monitor: %s", exc)
 
     serve_asgi(
         app,

@@ -1,0 +1,250 @@
+"""The monitoring ledger in Redis: decisions per request, approvals per subject, feedback due.
+
+What automatic comparison and monitoring need to remember between events, kept apart from the
+sanction index (see :mod:`.layout`): decisions (so a replayed ``submitted`` event republishes
+the same decision, and an ``approved`` event knows whether its request was blocked), approvals
+per identifier for the look-back window, and the feedback each block/review decision is owed.
+Every multi-key script touches keys of one hash tag (``{fb}``), so it runs on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from redis.asyncio import Redis
+
+from ..domain.models import Decision, MaskedSubject
+from ..domain.monitoring import Approval
+from .layout import ROLE_SEPARATOR, Layout
+
+_REGISTER_DUE = """
+if redis.call('ZSCORE', KEYS[3], ARGV[1]) or redis.call('ZSCORE', KEYS[4], ARGV[1]) then
+  return 0
+end
+if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+_FEEDBACK_RECEIVED = """
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[4], ARGV[1])
+"""
+
+# Claiming moves a due item to the overdue set in one step, so of several workers exactly
+# one raises its alert.
+_CLAIM_OVERDUE = """
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, member in ipairs(items) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZADD', KEYS[3], ARGV[1], member)
+  table.insert(out, member)
+  table.insert(out, redis.call('HGET', KEYS[2], member) or '')
+  redis.call('HDEL', KEYS[2], member)
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueFeedback:
+    department: str
+    request_id: str
+    subject: MaskedSubject
+    decision: str
+    decided_at: datetime
+
+
+def _member(department: str, request_id: str) -> str:
+    return f"{department}{ROLE_SEPARATOR}{request_id}"
+
+
+class Ledger:
+    def __init__(
+        self,
+        redis: Redis,
+        layout: Layout,
+        *,
+        lookback_seconds: float,
+        feedback_sla_seconds: float,
+        decision_ttl_seconds: int,
+    ) -> None:
+        self.redis = redis
+        self.layout = layout
+        self.lookback_seconds = lookback_seconds
+        self.feedback_sla_seconds = feedback_sla_seconds
+        self.decision_ttl_seconds = decision_ttl_seconds
+        self._register_due = redis.register_script(_REGISTER_DUE)
+        self._feedback_received = redis.register_script(_FEEDBACK_RECEIVED)
+        self._claim_overdue = redis.register_script(_CLAIM_OVERDUE)
+
+    # --- decisions ---------------------------------------------------------------------------
+
+    async def record_decisions(self, decisions: Sequence[Decision]) -> list[Decision]:
+        """Remember each decision unless its request already has one; return the one that holds.
+
+        A block or review decision starts its feedback clock here.
+        """
+        if not decisions:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for decision in decisions:
+            key = self.layout.decision(decision.department, decision.request_id)
+            pipe.set(
+                key, decision.model_dump_json(by_alias=True), nx=True, ex=self.decision_ttl_seconds
+            )
+            pipe.get(key)
+        replies = await pipe.execute()
+        held: list[Decision] = []
+        pipe = self.redis.pipeline(transaction=False)
+        for decision, stored in zip(decisions, replies[1::2], strict=True):
+            holding = decision if stored is None else Decision.model_validate_json(stored)
+            held.append(holding)
+            if holding.decision != "pass":
+                await self._queue_feedback_due(pipe, holding)
+        await pipe.execute()
+        return held
+
+    async def _queue_feedback_due(self, pipe, decision: Decision) -> None:  # type: ignore[no-untyped-def]
+        subject = next(
+            (s for s in decision.subjects if s.decision == decision.decision), decision.subjects[0]
+        )
+        info = {
+            "decision": decision.decision,
+            "decided_at": decision.decided_at.isoformat(),
+            "subject": MaskedSubject(
+                kind=subject.kind,
+                name=subject.name,
+                role=subject.role,
+                identifier=subject.identifier,
+            ).model_dump(),
+        }
+        due = decision.decided_at.timestamp() + self.feedback_sla_seconds
+        await self._register_due(
+            keys=[self.layout.feedback(p) for p in ("due", "info", "done", "overdue")],
+            args=[_member(decision.department, decision.request_id), due, orjson.dumps(info)],
+            client=pipe,
+        )
+
+    async def decisions(self, requests: Sequence[tuple[str, str]]) -> list[Decision | None]:
+        """The recorded decision of each (department, request_id), or None."""
+        if not requests:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for department, request_id in requests:
+            pipe.get(self.layout.decision(department, request_id))
+        return [Decision.model_validate_json(raw) if raw else None for raw in await pipe.execute()]
+
+    # --- approvals (look-back) ---------------------------------------------------------------
+
+    async def record_approvals(self, approvals: Iterable[tuple[str, Approval]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        horizon = time.time() - self.lookback_seconds
+        queued = False
+        for identifier, approval in approvals:
+            key = self.layout.approvals(identifier)
+            member = orjson.dumps(
+                {"r": approval.request_id, "d": approval.department, "c": approval.matter_category}
+            )
+            pipe.zadd(key, {member: approval.approved_at.timestamp()})
+            pipe.zremrangebyscore(key, "-inf", horizon)
+            pipe.expire(key, int(self.lookback_seconds) + 86400)
+            queued = True
+        if queued:
+            await pipe.execute()
+
+    async def approvals_of(self, identifiers: Sequence[str]) -> dict[str, list[Approval]]:
+        """Approvals inside the look-back window, per identifier."""
+        if not identifiers:
+            return {}
+        horizon = time.time() - self.lookback_seconds
+        pipe = self.redis.pipeline(transaction=False)
+        for identifier in identifiers:
+            pipe.zrangebyscore(self.layout.approvals(identifier), horizon, "+inf", withscores=True)
+        found: dict[str, list[Approval]] = {}
+        for identifier, rows in zip(identifiers, await pipe.execute(), strict=True):
+            for member, score in rows:
+                data = orjson.loads(member)
+                found.setdefault(identifier, []).append(
+                    Approval(data["r"], data["d"], data["c"], datetime.fromtimestamp(score, UTC))
+                )
+        return found
+
+    # --- feedback ----------------------------------------------------------------------------
+
+    async def feedback_received(self, items: Iterable[tuple[str, str, datetime]]) -> int:
+        """Close the feedback owed by each (department, request_id, at); returns how many were
+        overdue."""
+        keys = [self.layout.feedback(p) for p in ("due", "info", "done", "overdue")]
+        pipe = self.redis.pipeline(transaction=False)
+        queued = False
+        for department, request_id, at in items:
+            await self._feedback_received(
+                keys=keys, args=[_member(department, request_id), at.timestamp()], client=pipe
+            )
+            queued = True
+        return sum(await pipe.execute()) if queued else 0
+
+    async def claim_overdue(self, now: float, limit: int = 500) -> list[OverdueFeedback]:
+        reply = await self._claim_overdue(
+            keys=[self.layout.feedback(p) for p in ("due", "info", "overdue")],
+            args=[now, limit],
+        )
+        claimed = []
+        for member, raw in zip(reply[0::2], reply[1::2], strict=True):
+            department, _, request_id = member.decode().partition(ROLE_SEPARATOR)
+            if not raw:
+                continue
+            info = orjson.loads(raw)
+            claimed.append(
+                OverdueFeedback(
+                    department=department,
+                    request_id=request_id,
+                    subject=MaskedSubject.model_validate(info["subject"]),
+                    decision=info["decision"],
+                    decided_at=datetime.fromisoformat(info["decided_at"]),
+                )
+            )
+        return claimed
+
+    async def overdue_count(self, now: float) -> int:
+        """Decisions past their SLA without feedback; forgets what is older than a decision's
+        retention, so the gauge does not grow forever."""
+        forget_before = now - self.decision_ttl_seconds
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(self.layout.feedback("overdue"), "-inf", forget_before)
+        pipe.zremrangebyscore(self.layout.feedback("done"), "-inf", forget_before)
+        pipe.zcard(self.layout.feedback("overdue"))
+        *_, count = await pipe.execute()
+        return int(count)
+
+    # --- alerts ------------------------------------------------------------------------------
+
+    async def raised(self, alert_ids: Sequence[str]) -> list[bool]:
+        """For each alert id: was it raised before? (A replayed stream raises nothing new.)"""
+        if not alert_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for alert_id in alert_ids:
+            pipe.exists(self.layout.alerted(alert_id))
+        return [bool(r) for r in await pipe.execute()]
+
+    async def mark_raised(self, alert_ids: Sequence[str]) -> None:
+        """Marked after publishing: a crash in between repeats an alert (same id), never loses
+        one."""
+        if not alert_ids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        ttl = int(self.lookback_seconds) + 86400
+        for alert_id in alert_ids:
+            pipe.set(self.layout.alerted(alert_id), 1, ex=ttl)
+        await pipe.execute()

@@ -1,0 +1,141 @@
+"""Automatic monitoring (自动监督): feedback, retroactive hits and overdue feedback.
+
+- ``sanction.feedback`` closes what a block/review decision is owed, and counts outcomes;
+- every list change that makes a subject black-listed, and every black listing whose
+  ``effective_from`` arrives, is compared with the approvals of the look-back window
+  (``retroactive_hit``);
+- a timer raises ``feedback_overdue`` for decisions past their SLA and keeps the gauges fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from aiokafka import ConsumerRecord
+
+from .. import metrics
+from ..domain.decisions import today_in_china
+from ..domain.models import Alert, Feedback, StoredEntry
+from ..domain.monitoring import becomes_black, feedback_overdue, listed_parties, retroactive_hit
+from ..index.ledger import Ledger
+from ..index.store import ApplyResult
+from .approvals import raise_alerts
+from .deadletter import BadMessage, decode
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ENTRY_COUNT_EVERY_SECONDS = 15.0
+
+
+class FeedbackIngest:
+    def __init__(self, runtime: Runtime, ledger: Ledger) -> None:
+        self.runtime = runtime
+        self.ledger = ledger
+
+    async def handle(self, records: Sequence[ConsumerRecord]) -> None:
+        letters = []
+        received = []
+        for record in records:
+            try:
+                feedback = decode(record.value, Feedback, "feedback/v1")
+            except BadMessage as bad:
+                letters.append(await self.runtime.dead_letter(record, bad.error))
+                continue
+            received.append(feedback)
+        late = await self.ledger.feedback_received(
+            (f.department, f.request_id, f.at) for f in received
+        )
+        for feedback in received:
+            metrics.feedback_total.labels(outcome=feedback.outcome).inc()
+        if late:
+            log.info("%d overdue decisions got their feedback", late)
+        if letters:
+            await asyncio.gather(*letters)
+
+
+class RetroactiveComparison:
+    """Compares newly black-listed subjects with the approvals of the look-back window."""
+
+    def __init__(self, runtime: Runtime, ledger: Ledger) -> None:
+        self.runtime = runtime
+        self.ledger = ledger
+
+    async def on_applied(self, result: ApplyResult) -> None:
+        """Hook of the list-change agent: runs after each applied batch."""
+        today = today_in_china(datetime.now(UTC))
+        newly = [a.after for a in result.applied if becomes_black(a.before, a.after, today)]
+        await self.compare(newly)
+
+    async def on_activated(self, entries: Sequence[StoredEntry]) -> None:
+        """Black listings whose ``effective_from`` arrived (no event marks that moment)."""
+        today = today_in_china(datetime.now(UTC))
+        await self.compare([e for e in entries if becomes_black(None, e, today)])
+
+    async def compare(self, listings: Sequence[StoredEntry]) -> None:
+        if not listings:
+            return
+        parties = [(stored, party) for stored in listings for party in listed_parties(stored)]
+        approvals = await self.ledger.approvals_of(sorted({p.identifier for _, p in parties}))
+        now = datetime.now(UTC)
+        alerts: list[Alert] = [
+            retroactive_hit(stored, party, approval, now)
+            for stored, party in parties
+            for approval in approvals.get(party.identifier, [])
+        ]
+        await raise_alerts(self.runtime, self.ledger, alerts)
+
+
+class Monitor:
+    """The periodic part: overdue feedback, activations, gauges. Safe on several workers."""
+
+    def __init__(
+        self, runtime: Runtime, ledger: Ledger, retroactive: RetroactiveComparison
+    ) -> None:
+        self.runtime = runtime
+        self.ledger = ledger
+        self.retroactive = retroactive
+        self._counted_at = 0.0
+
+    async def tick(self) -> None:
+        meta = await self.runtime.index.read_meta()
+        if meta.gen is None or not meta.ready:
+            return  # a rebuild is under way; the timer comes back
+        now = time.time()
+        await self._overdue(now)
+        due = await self.runtime.index.due_activations(meta.gen, now)
+        if due:
+            found = await self.runtime.index.entries(meta.gen, due)
+            await self.retroactive.on_activated(list(found.values()))
+        if now - self._counted_at >= ENTRY_COUNT_EVERY_SECONDS:
+            self._counted_at = now
+            counts = await self.runtime.index.counts(meta.gen)
+            metrics.index_entries.clear()
+            for (polarity, list_type), n in counts.items():
+                metrics.index_entries.labels(polarity=polarity, list_type=list_type).set(n)
+
+    async def _overdue(self, now: float) -> None:
+        sla = self.ledger.feedback_sla_seconds
+        raised_at = datetime.now(UTC)
+        while claimed := await self.ledger.claim_overdue(now):
+            await raise_alerts(
+                self.runtime,
+                self.ledger,
+                [
+                    feedback_overdue(
+                        c.department,
+                        c.request_id,
+                        c.subject,
+                        c.decision,
+                        c.decided_at,
+                        sla,
+                        raised_at,
+                    )
+                    for c in claimed
+                ],
+            )
+        metrics.feedback_overdue.set(await self.ledger.overdue_count(now))
