@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
@@ -28,6 +27,12 @@ from .deadletter import BadMessage, decode
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 ENTRY_COUNT_EVERY_SECONDS = 15.0
 
@@ -61,19 +66,20 @@ class FeedbackIngest:
 class RetroactiveComparison:
     """Compares newly black-listed subjects with the approvals of the look-back window."""
 
-    def __init__(self, runtime: Runtime, ledger: Ledger) -> None:
+    def __init__(self, runtime: Runtime, ledger: Ledger, clock: Clock = utc_now) -> None:
         self.runtime = runtime
         self.ledger = ledger
+        self.clock = clock
 
     async def on_applied(self, result: ApplyResult) -> None:
         """Hook of the list-change agent: runs after each applied batch."""
-        today = today_in_china(datetime.now(UTC))
+        today = today_in_china(self.clock())
         newly = [a.after for a in result.applied if becomes_black(a.before, a.after, today)]
         await self.compare(newly)
 
     async def on_activated(self, entries: Sequence[StoredEntry]) -> None:
         """Black listings whose ``effective_from`` arrived (no event marks that moment)."""
-        today = today_in_china(datetime.now(UTC))
+        today = today_in_china(self.clock())
         await self.compare([e for e in entries if becomes_black(None, e, today)])
 
     async def compare(self, listings: Sequence[StoredEntry]) -> None:
@@ -81,7 +87,7 @@ class RetroactiveComparison:
             return
         parties = [(stored, party) for stored in listings for party in listed_parties(stored)]
         approvals = await self.ledger.approvals_of(sorted({p.identifier for _, p in parties}))
-        now = datetime.now(UTC)
+        now = self.clock()
         alerts: list[Alert] = [
             retroactive_hit(stored, party, approval, now)
             for stored, party in parties
@@ -94,18 +100,23 @@ class Monitor:
     """The periodic part: overdue feedback, activations, gauges. Safe on several workers."""
 
     def __init__(
-        self, runtime: Runtime, ledger: Ledger, retroactive: RetroactiveComparison
+        self,
+        runtime: Runtime,
+        ledger: Ledger,
+        retroactive: RetroactiveComparison,
+        clock: Clock = utc_now,
     ) -> None:
         self.runtime = runtime
         self.ledger = ledger
         self.retroactive = retroactive
+        self.clock = clock
         self._counted_at = 0.0
 
     async def tick(self) -> None:
         meta = await self.runtime.index.read_meta()
         if meta.gen is None or not meta.ready:
             return  # a rebuild is under way; the timer comes back
-        now = time.time()
+        now = self.clock().timestamp()
         await self._overdue(now)
         due = await self.runtime.index.due_activations(meta.gen, now)
         if due:
@@ -120,7 +131,7 @@ class Monitor:
 
     async def _overdue(self, now: float) -> None:
         sla = self.ledger.feedback_sla_seconds
-        raised_at = datetime.now(UTC)
+        raised_at = datetime.fromtimestamp(now, UTC)
         while claimed := await self.ledger.claim_overdue(now):
             await raise_alerts(
                 self.runtime,
