@@ -275,9 +275,7 @@ def test_valid_entry_has_no_anomalies() -> None:
     assert change.entry is not None and change.entry.identifier_anomalies() == []
 
 
-@pytest.mark.parametrize(
-    "bad", ["110105197502300123", "1101051975063001X", "11010519750630001Z"]
-)
+@pytest.mark.parametrize("bad", ["110105197502300123", "1101051975063001X", "11010519750630001Z"])
 def test_a_rejected_id_number_is_not_echoed_in_the_error(bad: str) -> None:
     with pytest.raises(ValidationError) as caught:
         Subject.model_validate({"kind": "natural_person", "name": "张三", "id_number": bad})
