@@ -55,8 +55,16 @@ class Identifier:
 
 
 def normalise_code(raw: str) -> str:
-    """Trim, NFKC (full-width → half-width) and upper-case, as SPEC §2 asks before matching."""
-    return unicodedata.normalize("NFKC", raw).strip().upper()
+    """Trim, NFKC (full-width → half-width) and upper-case, as SPEC §2 asks before matching.
+
+    NFKC again after upper-casing: a few letters (ΐ, ΰ, …) upper-case to a decomposed sequence,
+    and a normalised key must stay the same when normalised again.
+    """
+    return _nfkc(_nfkc(raw).upper()).strip()
+
+
+def _nfkc(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
 
 
 def uscc_check_char(first17: str) -> str:
@@ -202,6 +210,18 @@ def _t2s():  # type: ignore[no-untyped-def]
 @lru_cache(maxsize=65536)
 def normalise_name(raw: str) -> str:
     """Fold a subject's name for matching: NFKC, no white space, one bracket style, 简体."""
-    folded = unicodedata.normalize("NFKC", raw)
-    folded = _WHITESPACE.sub("", folded).translate(_BRACKETS).upper()
-    return _t2s().convert(folded)
+    folded = _WHITESPACE.sub("", _nfkc(raw).upper()).translate(_BRACKETS)
+    # NFKC once more: upper-casing (ΐ) and dropping a space that NFKC made of a spacing accent
+    # (A´ → "A \u0301" → "A\u0301") leave sequences that compose, and a key must be stable.
+    return _simplified(_nfkc(folded))
+
+
+def _simplified(text: str) -> str:
+    # OpenCC's t2s table chains a few characters (薴 → 苧 → 苎): convert until nothing changes,
+    # so a name written either way gets the same key.
+    for _ in range(4):
+        converted = _t2s().convert(text)
+        if converted == text:
+            break
+        text = converted
+    return text

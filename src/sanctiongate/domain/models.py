@@ -47,9 +47,15 @@ ORGANISATION_KINDS = frozenset({"legal_person", "other_org", "individual_busines
 
 
 class Model(BaseModel):
-    """Strict about unknown fields: a typo in a field name is an error, not silently ignored."""
+    """Strict about unknown fields: a typo in a field name is an error, not silently ignored.
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=False)
+    Inputs are hidden from an error's text, so logging a ValidationError cannot write a whole
+    personal ID number to a log (SPEC §2); ``errors()`` still has them for whoever asks.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, frozen=False, hide_input_in_errors=True
+    )
 
 
 def _uscc(value: str | None) -> str | None:
@@ -212,7 +218,8 @@ class ListChange(Model):
 
 
 class Measure(Model):
-    schema_: Literal["measure/v1"] = Field(default="measure/v1", alias="schema")
+    # Required, as on every message we read (SPEC §3): a payload without it is not a Measure.
+    schema_: Literal["measure/v1"] = Field(alias="schema")
     measure_id: Code
     title: Text
     effect: Effect
@@ -244,7 +251,7 @@ class ApprovalEvent(Model):
 
 
 class Feedback(Model):
-    schema_: Literal["feedback/v1"] = Field(default="feedback/v1", alias="schema")
+    schema_: Literal["feedback/v1"] = Field(alias="schema")  # required (SPEC §3), also over HTTP
     request_id: Code
     department: Code
     outcome: FeedbackOutcome

@@ -1,0 +1,117 @@
+"""How the domain rules become one Decision (SPEC §4): subjects in request order, strongest
+decision across subjects, incentives suppressed by any black hit, masked identifiers.
+
+``Checker`` reads the index through three calls; an in-memory stand-in answers them here so
+the assembly is tested without Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+import pytest
+
+from sanctiongate.checks import Checker, IdentifierNotListed
+from sanctiongate.domain.catalogue import Catalogue
+from sanctiongate.domain.models import Matter, StoredEntry
+from sanctiongate.index.store import IndexMeta
+
+from .reference import ref_id_number
+from .test_decisions import CATALOGUE, MODEL, ORG, OTHER_ORG, WITH_MANAGERS, org, person, stored
+
+NOW = datetime(2025, 6, 1, 4, 0, tzinfo=UTC)
+BOSS = WITH_MANAGERS[0]["id_number"]
+NOBODY = ref_id_number("440300", date(1988, 8, 8), 1)
+
+
+class InMemoryIndex:
+    def __init__(self, entries: Sequence[StoredEntry], catalogue: Catalogue) -> None:
+        self.entries = list(entries)
+        self.catalogue = catalogue
+        self.meta = IndexMeta(
+            gen="g1", state="ready", newest_event_time=NOW, measures_rev=1, fields={}
+        )
+
+    async def serving_meta(self) -> IndexMeta:
+        return self.meta
+
+    async def candidates(
+        self, gen: str, lookups: Sequence[tuple[str | None, str]]
+    ) -> tuple[IndexMeta, list[list[StoredEntry]]]:
+        found = []
+        for ident, name in lookups:
+            found.append(
+                [
+                    e
+                    for e in self.entries
+                    if any(key == ident for key, _ in e.index_keys()[0])
+                    or any(key == name for key, _ in e.index_keys()[1])
+                ]
+            )
+        return self.meta, found
+
+    async def load_catalogue(self, gen: str) -> Catalogue:
+        return self.catalogue
+
+
+def checker(*entries: StoredEntry) -> Checker:
+    return Checker(InMemoryIndex(entries, CATALOGUE))  # type: ignore[arg-type]
+
+
+PROCUREMENT = Matter(category="government_procurement")
+
+
+async def test_subjects_come_back_in_request_order_with_the_strongest_decision() -> None:
+    subjects = [
+        person(NOBODY, name="无名氏"),
+        org(OTHER_ORG, name="某某红名单公司"),
+        person(BOSS),
+        org(ORG),
+    ]
+    red = stored("red", list_type=MODEL, polarity="red", ident=OTHER_ORG, name="某某红名单公司")
+    black = stored("black", related=WITH_MANAGERS)
+    decision = await checker(red, black).check(subjects, PROCUREMENT, "财政局", "r-1", NOW)
+    assert decision.request_id == "r-1" and decision.department == "财政局"
+    assert [s.name for s in decision.subjects] == [
+        "无名氏",
+        "某某红名单公司",
+        "张三",
+        "北京某某科技有限公司",
+    ]
+    assert [s.decision for s in decision.subjects] == ["pass", "pass", "block", "block"]
+    assert decision.decision == "block"
+    assert decision.incentives == []  # black on one subject overrides red on another
+    assert decision.subjects[2].identifier == BOSS[:6] + "********" + BOSS[-4:]
+    assert BOSS not in decision.model_dump_json()
+    assert decision.subjects[3].identifier == ORG
+
+
+async def test_red_alone_passes_with_incentives() -> None:
+    red = stored("red", list_type=MODEL, polarity="red")
+    decision = await checker(red).check([org()], PROCUREMENT, "财政局", None, NOW)
+    assert decision.decision == "pass"
+    assert sorted(m.measure_id for m in decision.incentives) == ["RED-FAST", "RED-GP"]
+    assert decision.request_id  # generated when the caller gave none
+
+
+async def test_batch_judges_each_subject_on_its_own() -> None:
+    red = stored("red", list_type=MODEL, polarity="red", ident=OTHER_ORG, name="红")
+    black = stored("black")
+    response = await checker(red, black).batch(
+        [org(), org(OTHER_ORG, name="红")], PROCUREMENT, "财政局", None, NOW
+    )
+    assert [r.index for r in response.results] == [0, 1]
+    assert [r.decision for r in response.results] == ["block", "pass"]
+    assert response.results[0].incentives == []
+    assert len(response.results[1].incentives) == 2
+
+
+async def test_a_code_failing_its_check_is_refused_unless_exactly_it_is_listed() -> None:
+    bad = "91350203M0001QAY9B"
+    with pytest.raises(IdentifierNotListed) as caught:
+        await checker(stored()).check([org(bad)], PROCUREMENT, "d", None, NOW)
+    assert caught.value.field == "subjects.0.uscc"
+    listed = stored("bad", ident=bad)
+    decision = await checker(listed).check([org(bad)], PROCUREMENT, "d", None, NOW)
+    assert decision.decision == "block"
