@@ -15,6 +15,7 @@ import mode
 from faust.contrib.asgi import serve_asgi
 
 from .. import metrics
+from ..logs import dict_config
 from ..settings import Settings, get_settings
 from .consumer import BatchConsumer
 from .ingest import GenerationWatch, ListChangeIngest
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         web_bind=settings.worker_web_host,
         topic_partitions=settings.topic_partitions,
         producer_acks=-1,
+        logging_config=dict_config(),  # JSON lines, masked, at the level the CLI set
     )
     runtime = Runtime.create(settings)
     rebuilder = Rebuilder(settings, runtime.index, runtime.worker_id)
