@@ -25,9 +25,11 @@ from .domain.identifiers import mask_identifier
 # not part of a longer run of digits or letters (a USCC, a nanosecond timestamp, a hash).
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
 
-# Attributes every LogRecord has; whatever else is on a record came from ``extra=``.
+# Attributes every LogRecord has; whatever else is on a record came from ``extra=``
+# (except uvicorn's ``color_message``, the same message with terminal colour codes).
 _RECORD_FIELDS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "color_message"}
 )
 
 

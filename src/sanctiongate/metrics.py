@@ -18,6 +18,7 @@ as the logs, so a caller-supplied value shaped like an ID number cannot leak thr
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ from prometheus_client import (
 )
 from redis.exceptions import RedisError
 
+from .domain.identifiers import mask_identifier
 from .logs import mask_id_numbers
 
 if TYPE_CHECKING:
@@ -47,11 +49,18 @@ if os.environ.get(MULTIPROC_ENV) and values.ValueClass is values.MutexValue:
     values.ValueClass = values.get_value_class()
 
 
+# In a label, any long run of digits is masked, even glued to letters (``c110105...`` is a valid
+# matter-category slug): no label we define legitimately holds one.
+_LONG_DIGITS = re.compile(r"\d{15,}[\dXx]?")
+
+
+def mask_label(value: object) -> str:
+    text = mask_id_numbers(str(value))
+    return _LONG_DIGITS.sub(lambda m: mask_identifier(m.group(0)), text)
+
+
 def _masked_labels(values_: tuple[object, ...], kwargs: dict[str, object]) -> tuple[tuple, dict]:
-    return (
-        tuple(mask_id_numbers(str(v)) for v in values_),
-        {k: mask_id_numbers(str(v)) for k, v in kwargs.items()},
-    )
+    return tuple(mask_label(v) for v in values_), {k: mask_label(v) for k, v in kwargs.items()}
 
 
 class _MaskedCounter(Counter):
