@@ -76,9 +76,7 @@ def test_prepare_clears_the_previous_run(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_label_values_never_carry_an_id_number() -> None:
     person = id_number()
-    metrics.checks_total.labels(
-        channel="http", decision="pass", matter_category=f"c{person}"
-    ).inc()
+    metrics.checks_total.labels(channel="http", decision="pass", matter_category=f"c{person}").inc()
     metrics.identifier_anomalies_total.labels(person, "id_number").inc()
     text = metrics.exposition()[0].decode()
     assert person not in text

@@ -244,17 +244,20 @@ async def test_api_processes_report_one_sum(stack: Stack) -> None:
                 )
                 assert response.status_code == 200, response.text
 
-            for _ in range(4):
+            # Until both processes have answered some (the kernel picks who accepts).
+            sent = 0
+            while sent < 200 and (sent < 20 or len(checks_per_process(port)) < 2):
                 await asyncio.gather(*(one() for _ in range(5)))
+                sent += 5
         seen = set()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(seen) < 5:
             seen.add(scrape_checks(url))
             await asyncio.sleep(0.05)
-        assert seen == {20.0}, f"scrapes disagree or lose counts: {seen}"
+        assert seen == {float(sent)}, f"{sent} checks, but scrapes say {seen}"
         per_process = checks_per_process(port)
-        assert sum(per_process.values()) == 20
         assert len(per_process) == 2, f"one process answered every check: {per_process}"
+        assert sum(per_process.values()) == sent
     finally:
         api.stop()
     assert api.proc.returncode is not None
