@@ -256,7 +256,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def prometheus() -> Response:
-        """Prometheus exposition, summed over all API processes (SPEC §7)."""
+        # Summed over all API processes (SPEC §7); no docstring: it would change the OpenAPI.
         await metrics.refresh_index_gauges(services.index, with_lag=True)
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
