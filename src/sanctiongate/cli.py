@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 
+from .logs import configure as configure_logging
 from .settings import get_settings
 
 
@@ -33,16 +33,23 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
-    import uvicorn
+    from .logs import dict_config
+    from .multiproc import prepare_api_metrics_dir
 
     settings = get_settings()
+    port = args.port or settings.api_port
+    # Before uvicorn imports the app (and prometheus_client): all API processes share the sums.
+    prepare_api_metrics_dir(settings.run_dir, port)
+    import uvicorn
+
     uvicorn.run(
         "sanctiongate.api.app:create_app",
         factory=True,
         host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
+        port=port,
         workers=args.workers or settings.api_workers,
         log_level=args.loglevel.lower(),
+        log_config=dict_config(args.loglevel),
         access_log=False,
     )
     return 0
@@ -192,9 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(args.loglevel)
     return int(args.func(args) or 0)
 
 

@@ -13,7 +13,6 @@ from aiokafka import AIOKafkaProducer
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -112,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await services.start()
         yield
         await services.stop()
+        metrics.process_exiting()
 
     app = FastAPI(
         title="sanctiongate",
@@ -256,7 +256,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def prometheus() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        # Summed over all API processes (SPEC §7); no docstring: it would change the OpenAPI.
+        await metrics.refresh_index_gauges(services.index, with_lag=True)
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     return app
 

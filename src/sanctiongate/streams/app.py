@@ -16,6 +16,7 @@ from faust.contrib.asgi import serve_asgi
 
 from .. import metrics
 from ..index.ledger import Ledger
+from ..logs import dict_config
 from ..settings import Settings, get_settings
 from .approvals import ApprovalComparison
 from .consumer import BatchConsumer
@@ -42,6 +43,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         web_bind=settings.worker_web_host,
         topic_partitions=settings.topic_partitions,
         producer_acks=-1,
+        datadir=str(settings.run_dir / "faust" / f"{settings.app_id}-data"),
+        logging_config=dict_config(),  # JSON lines, masked, at the level the CLI set
     )
     runtime = Runtime.create(settings)
     rebuilder = Rebuilder(settings, runtime.index, runtime.worker_id)

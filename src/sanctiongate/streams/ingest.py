@@ -79,6 +79,7 @@ class ListChangeIngest:
                 continue
             changes.append(change)
             produced_at[(change.entry_id, change.version)] = record.timestamp / 1000
+            metrics.source_seen(change.source)
         result = await self.runtime.index.apply_changes(gen, changes)
         self._observe(result, produced_at)
         newest = result.newest_event_time

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .. import metrics
 from ..index import IndexUnavailable
 from .runtime import Runtime
 
@@ -23,13 +23,16 @@ def worker_web_app(runtime: Runtime) -> Starlette:
             return JSONResponse({"status": "unavailable", "reason": exc.reason}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def prometheus(_: Request) -> Response:
+        # The worker's own lag comes from its heartbeat; the shared index state is read now.
+        await metrics.refresh_index_gauges(runtime.index, with_lag=False)
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     return Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics),
+            Route("/metrics", prometheus),
         ]
     )

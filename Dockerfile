@@ -1,0 +1,19 @@
+# The sanctiongate image: one image, two roles (`worker`, `api`), chosen by the command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install . \
+    && useradd --system --uid 10001 --home-dir /var/lib/sanctiongate sanctiongate \
+    && mkdir -p /var/lib/sanctiongate \
+    && chown sanctiongate /var/lib/sanctiongate
+
+USER sanctiongate
+ENV SANCTIONGATE_RUN_DIR=/var/lib/sanctiongate
+WORKDIR /var/lib/sanctiongate
+EXPOSE 8080 6066
+ENTRYPOINT ["sanctiongate"]
+CMD ["api"]

@@ -1,0 +1,102 @@
+"""Metrics across processes (prometheus_client multiprocess mode) and labels without ID numbers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sanctiongate import metrics
+from sanctiongate.multiproc import ENV, prepare_api_metrics_dir
+from tests.ids import id_number
+
+# One "API process": counts checks and reads the index size, as a request and a scrape would.
+_PROCESS = """
+import sys
+from sanctiongate import metrics
+n, entries = int(sys.argv[1]), int(sys.argv[2])
+for _ in range(n):
+    metrics.checks_total.labels("http", "pass", "bidding").inc()
+    metrics.check_duration_seconds.labels("http").observe(0.004)
+metrics.index_entries.labels("black", "dishonest_judgment_debtor").set(entries)
+"""
+_SCRAPE = """
+import sys
+from sanctiongate import metrics
+sys.stdout.write(metrics.exposition()[0].decode())
+"""
+
+
+def run(code: str, *args: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_any_api_process_reports_the_sum_over_all(tmp_path: Path) -> None:
+    env = {**os.environ, ENV: str(tmp_path)}
+    run(_PROCESS, "3", "10", env=env)
+    run(_PROCESS, "4", "12", env=env)  # read the index later: its value is the one reported
+    got = samples(run(_SCRAPE, env=env))
+    check = (("channel", "http"), ("decision", "pass"), ("matter_category", "bidding"))
+    assert got[("sanctiongate_checks_total", check)] == 7
+    assert got[("sanctiongate_check_duration_seconds_count", (("channel", "http"),))] == 7
+    entries = (("list_type", "dishonest_judgment_debtor"), ("polarity", "black"))
+    assert got[("sanctiongate_index_entries", entries)] == 12
+
+
+def test_prepare_clears_the_previous_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "")  # so that monkeypatch restores the variable afterwards
+    monkeypatch.delenv(ENV)
+    first = prepare_api_metrics_dir(tmp_path, 8080)
+    assert first == (tmp_path / "prometheus" / "api-8080").resolve()
+    assert os.environ[ENV] == str(first)
+    (first / "counter_1234.db").write_bytes(b"old counts")
+    (first / "keep.txt").write_text("not ours")
+    again = prepare_api_metrics_dir(tmp_path, 8080)
+    assert again == first and not (first / "counter_1234.db").exists()
+    assert (first / "keep.txt").exists()
+    other = prepare_api_metrics_dir(tmp_path / "elsewhere", 9000)
+    assert other == first, "an operator's PROMETHEUS_MULTIPROC_DIR wins"
+
+
+def test_label_values_never_carry_an_id_number() -> None:
+    person = id_number()
+    metrics.checks_total.labels(channel="http", decision="pass", matter_category=f"c{person}").inc()
+    metrics.identifier_anomalies_total.labels(person, "id_number").inc()
+    text = metrics.exposition()[0].decode()
+    assert person not in text
+    assert person[:6] + "********" + person[-4:] in text
+
+
+def test_spec_metric_names_are_exported() -> None:
+    spec = [
+        "sanctiongate_checks_total",
+        "sanctiongate_check_duration_seconds_bucket",
+        "sanctiongate_list_changes_total",
+        "sanctiongate_change_propagation_seconds_bucket",
+        "sanctiongate_index_entries",
+        "sanctiongate_index_lag_seconds",
+        "sanctiongate_rejected_total",
+        "sanctiongate_alerts_total",
+        "sanctiongate_feedback_total",
+        "sanctiongate_feedback_overdue",
+        "sanctiongate_identifier_anomalies_total",
+        "sanctiongate_consumer_lag_messages",
+        "sanctiongate_source_last_change_timestamp_seconds",
+    ]
+    assert set(spec) <= metrics.exposed_names()
