@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
+    # faust keeps a data directory even with memory stores: under the run dir, not the cwd.
+    datadir = settings.run_dir / "faust" / f"{settings.app_id}-data"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -43,7 +46,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         web_bind=settings.worker_web_host,
         topic_partitions=settings.topic_partitions,
         producer_acks=-1,
-        datadir=str(settings.run_dir / "faust" / f"{settings.app_id}-data"),
+        datadir=str(datadir),
         logging_config=dict_config(),  # JSON lines, masked, at the level the CLI set
     )
     runtime = Runtime.create(settings)
