@@ -63,6 +63,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Literal
 
@@ -78,7 +79,7 @@ from .domain.identifiers import (
     parse_resident_id,
     parse_uscc,
 )
-from .domain.models import ListChange, ListEntry, RelatedPerson, Subject
+from .domain.models import ListChange
 from .settings import Settings
 
 CST = timezone(timedelta(hours=8), "CST")
@@ -202,6 +203,7 @@ _DATE = re.compile(
 _COMPACT_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
 
 
+@lru_cache(maxsize=4096)
 def parse_court_time(text: str, column: str) -> datetime:
     """``2025-05-16``, ``2025/5/16``, ``2025年05月16日``, ``20250516``; optional ``HH:MM[:SS]``.
 
@@ -273,7 +275,7 @@ def row_to_change(row: Mapping[str, object], source: str) -> MappedRow:
         parse_court_time(filed, FILED_ON)  # not carried, but an impossible date is bad input
     fully_performed = _fold(_text(row, PERFORMANCE)) in FULLY_PERFORMED
     op: Literal["upsert", "remove"] = "remove" if fully_performed else "upsert"
-    common = {
+    message: dict[str, object] = {
         "schema": "list_change/v1",
         "op": op,
         "entry_id": entry_id_for(case_no, subject_key),
@@ -281,13 +283,13 @@ def row_to_change(row: Mapping[str, object], source: str) -> MappedRow:
         "event_time": published,
         "source": source,
     }
+    if fully_performed:
+        message["reason"] = "repaired"
+    else:
+        message["entry"] = _entry(row, case_no, court, name, subject_key, published)
     try:
-        if fully_performed:
-            change = ListChange(**common, reason="repaired")
-        else:
-            change = ListChange(
-                **common, entry=_entry(row, case_no, court, name, subject_key, published)
-            )
+        # One validation of the whole message: the same rules the worker applies on the topic.
+        change = ListChange.model_validate(message)
     except ValidationError as exc:
         raise RowRejected("invalid_row", _describe(exc)) from None
     return MappedRow(change, subject_key)
@@ -300,33 +302,36 @@ def _entry(
     name: str,
     key: SubjectKey,
     published: datetime,
-) -> ListEntry:
+) -> dict[str, object]:
+    """The upsert's entry, as plain data for :class:`ListEntry` to validate."""
+    subject: dict[str, object] = {"name": name}
     if key.kind == "id_number":
-        subject = Subject(kind="natural_person", name=name, id_number=key.value)
+        subject |= {"kind": "natural_person", "id_number": key.value}
+    elif key.kind == "uscc":
+        business = key.value.startswith("92")
+        subject |= {
+            "kind": "individual_business" if business else "legal_person",
+            "uscc": key.value,
+        }
     else:
-        business = key.kind == "uscc" and key.value.startswith("92")
-        subject = Subject(
-            kind="individual_business" if business else "legal_person",
-            name=name,
-            uscc=key.value if key.kind == "uscc" else None,
-        )
-    related: list[RelatedPerson] = []
+        subject["kind"] = "legal_person"  # old organisation code: by name only
+    related: list[dict[str, str]] = []
     representative = _text(row, REPRESENTATIVE)
-    if representative and subject.kind != "natural_person":
-        role = "principal" if subject.kind == "individual_business" else "legal_representative"
-        related.append(RelatedPerson(role=role, name=representative))
+    if representative and key.kind != "id_number":
+        role = "principal" if subject["kind"] == "individual_business" else "legal_representative"
+        related.append({"role": role, "name": representative})
     basis_doc = _text(row, BASIS_DOC)
-    return ListEntry(
-        list_type=LIST_TYPE,
-        polarity="black",
-        subject=subject,
-        related_persons=related,
-        authority=court,
-        basis=f"{case_no}；执行依据 {basis_doc}" if basis_doc else case_no,
-        effective_from=published.date(),
-        effective_until=None,
-        disputed=False,
-    )
+    return {
+        "list_type": LIST_TYPE,
+        "polarity": "black",
+        "subject": subject,
+        "related_persons": related,
+        "authority": court,
+        "basis": f"{case_no}；执行依据 {basis_doc}" if basis_doc else case_no,
+        "effective_from": published.date(),
+        "effective_until": None,
+        "disputed": False,
+    }
 
 
 def _describe(exc: ValidationError) -> str:
@@ -507,6 +512,7 @@ class Progress:
         self.tty = stream.isatty()
         self.started = time.monotonic()
         self._next_draw = 0.0
+        self._printed_at = -1  # rows read when the last line was printed (not on a TTY)
 
     def update(self, tally: Tally, position: int, force: bool = False) -> None:
         if self.tty:
@@ -515,7 +521,8 @@ class Progress:
                 self._next_draw = now + 0.2
                 self.stream.write("\r" + self.line(tally, position))
                 self.stream.flush()
-        elif force or (tally.read and tally.read % self.every == 0):
+        elif tally.read != self._printed_at and (force or tally.read % self.every == 0):
+            self._printed_at = tally.read
             self.stream.write(self.line(tally, position) + "\n")
             self.stream.flush()
 
