@@ -358,3 +358,19 @@ def test_progress_without_a_tty_prints_a_line_every_n_rows() -> None:
     assert len(lines) == 3  # after rows 2 and 4, and the final count
     assert "5 rows" in lines[-1] and "100%" in lines[-1]
     assert "\r" not in stream.getvalue()
+
+
+def test_a_non_utf8_row_deep_in_the_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = ",".join(court_row()[c] for c in COLUMNS)
+    path = tmp_path / "records.csv"
+    body = "\n".join([",".join(COLUMNS), *[good] * 600]).encode()  # past the sniffed head
+    path.write_bytes(body + b"\n" + good.encode("gbk") + b"\n")
+    assert len(body) > 64 * 1024
+    assert load(path, tmp_path)[0] == 2
+    captured = capsys.readouterr()
+    # Rows decoded before the bad block were handled (re-loading them later is a no-op).
+    read = int(captured.out.split("read: ")[1].split()[0])
+    assert 0 < read <= 600
+    assert "not UTF-8" in captured.err

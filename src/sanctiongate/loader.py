@@ -611,7 +611,13 @@ class Loader:
     async def publish(self, progress: Progress) -> None:
         from aiokafka import AIOKafkaProducer
 
+        from .topics import ensure_topics
+
         topic = self.settings.topic_list_changes
+        # A broker that auto-creates topics would make ours without compaction: create it first.
+        created = await ensure_topics(self.settings)
+        if created:
+            print(f"created topics: {', '.join(created)}", file=sys.stderr)
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             acks="all",
