@@ -374,3 +374,18 @@ def test_a_non_utf8_row_deep_in_the_file_exits_2(
     read = int(captured.out.split("read: ")[1].split()[0])
     assert 0 < read <= 600
     assert "not UTF-8" in captured.err
+
+
+def test_progress_on_a_tty_redraws_one_line() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    progress = Progress(stream, total_bytes=1000)
+    tally = Tally(read=3)
+    progress.update(tally, position=500)
+    progress.finish(tally, position=1000)
+    text = stream.getvalue()
+    assert text.startswith("\r[") and text.endswith("\n") and text.count("\n") == 1
+    assert " 50%" in text and "100%" in text
