@@ -352,8 +352,8 @@ def test_progress_without_a_tty_prints_a_line_every_n_rows() -> None:
     tally = Tally()
     for n in range(1, 6):
         tally.read = n
-        progress.update(tally, position=n * 200)
-    progress.finish(tally, position=1000)
+        progress.update(tally, position=lambda n=n: n * 200)
+    progress.finish(tally, position=lambda: 1000)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 3  # after rows 2 and 4, and the final count
     assert "5 rows" in lines[-1] and "100%" in lines[-1]
@@ -384,8 +384,8 @@ def test_progress_on_a_tty_redraws_one_line() -> None:
     stream = Terminal()
     progress = Progress(stream, total_bytes=1000)
     tally = Tally(read=3)
-    progress.update(tally, position=500)
-    progress.finish(tally, position=1000)
+    progress.update(tally, position=lambda: 500)
+    progress.finish(tally, position=lambda: 1000)
     text = stream.getvalue()
     assert text.startswith("\r[") and text.endswith("\n") and text.count("\n") == 1
     assert " 50%" in text and "100%" in text

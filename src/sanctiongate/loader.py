@@ -514,16 +514,17 @@ class Progress:
         self._next_draw = 0.0
         self._printed_at = -1  # rows read when the last line was printed (not on a TTY)
 
-    def update(self, tally: Tally, position: int, force: bool = False) -> None:
+    def update(self, tally: Tally, position: Callable[[], int], force: bool = False) -> None:
+        """Called once a row; asks for the byte position only when it draws."""
         if self.tty:
             now = time.monotonic()
             if force or now >= self._next_draw:
                 self._next_draw = now + 0.2
-                self.stream.write("\r" + self.line(tally, position))
+                self.stream.write("\r" + self.line(tally, position()))
                 self.stream.flush()
         elif tally.read != self._printed_at and (force or tally.read % self.every == 0):
             self._printed_at = tally.read
-            self.stream.write(self.line(tally, position) + "\n")
+            self.stream.write(self.line(tally, position()) + "\n")
             self.stream.flush()
 
     def line(self, tally: Tally, position: int) -> str:
@@ -535,7 +536,7 @@ class Progress:
             f"  {rate:,.0f}/s  rejected {tally.rejected_total:,}"
         )
 
-    def finish(self, tally: Tally, position: int) -> None:
+    def finish(self, tally: Tally, position: Callable[[], int]) -> None:
         self.update(tally, position, force=True)
         if self.tty:
             self.stream.write("\n")
@@ -602,7 +603,7 @@ class Loader:
                     if mapped.subject.kind == "org_code" and mapped.change.op == "upsert":
                         self.tally.name_only += 1
                     yield mapped
-            progress.update(self.tally, self.source.position())
+            progress.update(self.tally, self.source.position)
 
     def dry_run(self, progress: Progress) -> None:
         for _ in self.mapped(progress):
@@ -663,7 +664,7 @@ def run_load(settings: Settings, args: argparse.Namespace) -> int:
     loader = Loader(settings, source, args.source, rejects)
     progress = Progress(sys.stderr, source.size)
     code = _run(loader, progress, dry_run=args.dry_run)
-    progress.finish(loader.tally, source.position())
+    progress.finish(loader.tally, source.position)
     rejects.close()
     source.close()
     if loader.tally.failed and code == 0:
@@ -687,7 +688,7 @@ def _run(loader: Loader, progress: Progress, dry_run: bool) -> int:
         if _is_broker_error(exc):
             print(f"\nsanctiongate load: publishing failed: {exc!r}", file=sys.stderr)
             return 1
-        print(f"\nsanctiongate load: cannot read {loader.source.path}: {exc}", file=sys.stderr)
+        print(f"\nsanctiongate load: I/O error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # the broker: unreachable, or it refused the changes
         print(f"\nsanctiongate load: publishing failed: {exc!r}", file=sys.stderr)
