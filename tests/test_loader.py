@@ -389,3 +389,14 @@ def test_progress_on_a_tty_redraws_one_line() -> None:
     text = stream.getvalue()
     assert text.startswith("\r[") and text.endswith("\n") and text.count("\n") == 1
     assert " 50%" in text and "100%" in text
+
+
+def test_identifier_reading_agrees_with_parse_any() -> None:
+    from sanctiongate.domain.identifiers import parse_any
+    from sanctiongate.loader import _parse
+
+    all_digit_uscc = "12100000400000398" + uscc_check_char("12100000400000398")
+    values = [uscc(), id_number(), with_bad_check(uscc()), with_bad_check(id_number())]
+    values += [all_digit_uscc, "110105800101123", "11010519800101123" + "0"]
+    for value in values:
+        assert _parse(value) == parse_any(value), value
