@@ -44,7 +44,8 @@ be read or is not in a known format.
 
 Speed: the file is streamed, one :class:`AIOKafkaProducer` with large lingering batches takes
 every change, and no send is awaited on its own: delivery results are counted from callbacks and
-the producer is flushed once at the end.
+the producer is flushed once at the end. Missing topics are created first (as ``sanctiongate
+topics`` does), because a broker that auto-creates topics would make ours without compaction.
 """
 
 from __future__ import annotations
