@@ -226,6 +226,8 @@ class SanctionIndex:
             await self._queue_refs(pipe, gen, plan.after, self._add_ref, exclude=plan.before)
         await pipe.execute()
 
+        # as_of must never be older than what a check can see: note the event time first.
+        await self.note_newest(max(plan.change.event_time for plan in plans))
         pipe = self.redis.pipeline(transaction=False)
         for plan in plans:
             entry_id = plan.after.entry_id
