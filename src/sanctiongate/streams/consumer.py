@@ -96,6 +96,7 @@ class BatchConsumer:
     async def _run(self) -> None:
         backoff = 0.1
         while not self._stopping:
+            batches: dict[TopicPartition, list[ConsumerRecord]] = {}
             try:
                 batches = await self.consumer.getmany(
                     timeout_ms=self.timeout_ms, max_records=self.batch_size
@@ -107,6 +108,7 @@ class BatchConsumer:
                     await self._handle(records)
                     await self._commit(batches)
                     self.last_record_time = max(r.timestamp for r in records) / 1000
+                batches = {}  # handled and committed: nothing to take back from here on
                 if self.idle is not None:
                     await self.idle()
                 backoff = 0.1
@@ -115,11 +117,13 @@ class BatchConsumer:
             except asyncio.CancelledError:
                 raise
             except (IndexUnavailable, RedisError, OSError, KafkaError) as exc:
+                self._rewind(batches)
                 log.warning("%s: %s; retrying in %.1fs", self.topic, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception:
                 # A bug must not kill the worker silently, nor skip messages: log and retry.
+                self._rewind(batches)
                 log.exception("%s: handler failed; retrying", self.topic)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -145,6 +149,14 @@ class BatchConsumer:
         except (CommitFailedError, IllegalStateError) as exc:
             # Partitions moved to another worker; it will replay from the last commit.
             log.info("%s: commit skipped after a rebalance: %s", self.topic, exc)
+
+    def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Take a failed batch back: getmany already moved past it, and a batch that is
+        neither handled nor dead-lettered must be read again, never skipped."""
+        assigned = self.consumer.assignment()
+        for tp, records in batches.items():
+            if records and tp in assigned:
+                self.consumer.seek(tp, records[0].offset)
 
     def _seek(self, offsets: dict[int, int]) -> None:
         for tp in self.consumer.assignment():
