@@ -98,6 +98,7 @@ class Snapshot:
     counts: dict[tuple[str, str], int]
     identifier_refs: dict[str, set[tuple[str, str]]]
     name_refs: dict[str, set[tuple[str, str]]]
+    measures: dict[str, dict]
 
     def summary(self) -> dict[str, tuple]:
         """entry_id → (version, removed, reason, entry) — what an exact index must agree on."""
@@ -141,6 +142,10 @@ async def snapshot(index: SanctionIndex, gen: str | None = None) -> Snapshot:
         counts=await index.counts(gen),
         identifier_refs={k: set(unpack_refs(v)) for k, v in ids.items()},
         name_refs={k: set(unpack_refs(v)) for k, v in names.items()},
+        measures={
+            k.decode(): orjson.loads(v)
+            for k, v in (await index.redis.hgetall(index.layout.measures(gen))).items()
+        },
     )
 
 
@@ -200,6 +205,7 @@ async def assert_equals_replay(stack: Stack, redis: Redis) -> Snapshot:
     assert_consistent(replayed)
     assert live.summary() == replayed.summary(), diff(live.summary(), replayed.summary())
     assert live.counts == replayed.counts
+    assert live.measures == replayed.measures, diff(live.measures, replayed.measures)
     return live
 
 
