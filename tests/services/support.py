@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,9 +26,24 @@ from sanctiongate.index import Layout, SanctionIndex
 from sanctiongate.index.layout import unpack_refs
 from sanctiongate.index.store import decode_record
 from sanctiongate.streams.rebuild import Rebuilder
+from tests.conftest import Process, free_port
 from tests.ids import id_number
 
 from .conftest import Stack
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sanctiongate.cli", *args]
+
+
+def start_worker(stack: Stack) -> tuple[Process, str]:
+    """One more worker of the stack (same group, topics and prefix), on its own web port."""
+    port = free_port()
+    env = {**stack.env, "SANCTIONGATE_WORKER_WEB_PORT": str(port)}
+    worker = Process(f"worker-{stack.ns}", ["worker"], env)
+    stack.workers.append(worker)
+    return worker, f"http://127.0.0.1:{port}"
+
 
 _births = itertools.count(random.Random().randrange(20_000))
 

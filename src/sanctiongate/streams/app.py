@@ -39,6 +39,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
         web_bind=settings.worker_web_host,
         topic_partitions=settings.topic_partitions,
         producer_acks=-1,
+        # A worker killed without a goodbye holds its group until its session expires, and a
+        # restarted worker starts its agents only after that group rebalanced (faust's 60 s
+        # default would stall ingest for a minute); the batch consumers use aiokafka's 10 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
     )
     runtime = Runtime.create(settings)
     rebuilder = Rebuilder(settings, runtime.index, runtime.worker_id)

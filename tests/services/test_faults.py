@@ -1,0 +1,221 @@
+"""Issue 3, item 6: self-healing. A requested rebuild, a worker killed mid-ingest and a wiped
+Redis all end in an index equal to a replay of the topics — and while they happen, a check on a
+listed subject never answers ``pass``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from tests.conftest import REPO, eventually, wait_http
+from tests.ids import uscc
+
+from .conftest import Stack, list_change, send
+from .support import assert_equals_replay, cli_command, index_of, org, send_many, start_worker
+
+pytestmark = pytest.mark.services
+
+BULK_LIST = "fault_test_bulk"  # a list type of its own, so its count tells the progress
+
+
+@dataclass
+class Poller:
+    """Checks one listed subject again and again, remembering every answer."""
+
+    http: httpx.AsyncClient
+    subject: dict
+    category: str = "bidding"
+    answers: Counter = field(default_factory=Counter)
+    last: str = ""
+    _task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        body = {"matter": {"category": self.category}, "subjects": [self.subject]}
+        while True:
+            try:
+                response = await self.http.post("/v1/checks", json=body)
+            except httpx.TransportError:
+                self.answers["transport-error"] += 1
+                await asyncio.sleep(0.01)
+                continue
+            if response.status_code == 200:
+                self.last = response.json()["decision"]
+            else:
+                self.last = f"{response.status_code}:{response.json()['error']['code']}"
+            self.answers[self.last] += 1
+            await asyncio.sleep(0.005)
+
+    def __enter__(self) -> Poller:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    async def stop(self) -> Counter:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        return self.answers
+
+
+def bulk(entries: int, updates: int, tag: str) -> list[dict]:
+    """``entries`` listings, then ``updates`` more versions: a correction or a removal."""
+    changes = [
+        list_change(f"{tag}-{i}", 1, subject=org(uscc(), f"批量{tag}{i}"), list_type=BULK_LIST)
+        for i in range(entries)
+    ]
+    for i in range(updates):
+        entry_id = f"{tag}-{(i * 7) % entries}"
+        if i % 3 == 0:
+            changes.append(list_change(entry_id, 2 + i, op="remove", reason="revoked"))
+        else:
+            changes.append(
+                list_change(
+                    entry_id, 2 + i, subject=org(uscc(), f"更正{tag}{i}"), list_type=BULK_LIST
+                )
+            )
+    return changes
+
+
+async def bulk_count(stack: Stack, redis: Redis) -> int:
+    index = index_of(stack, redis)
+    with contextlib.suppress(Exception):
+        gen = (await index.serving_meta()).gen
+        assert gen is not None
+        return (await index.counts(gen)).get(("black", BULK_LIST), 0)
+    return -1
+
+
+def expected_bulk_count(changes: list[dict]) -> int:
+    final: dict[str, dict] = {}
+    for change in changes:
+        final[change["entry_id"]] = change
+    return sum(1 for c in final.values() if c["op"] == "upsert")
+
+
+async def listed_subject(
+    stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient, entry_id: str
+) -> dict:
+    subject = org(uscc(), f"受控公司{entry_id}")
+    await send(
+        producer, stack.settings.topic_list_changes, list_change(entry_id, 1, subject=subject)
+    )
+
+    async def blocked() -> bool:
+        body = {"matter": {"category": "bidding"}, "subjects": [subject]}
+        response = await http.post("/v1/checks", json=body)
+        return response.status_code == 200 and response.json()["decision"] == "block"
+
+    await eventually(blocked)
+    return subject
+
+
+async def test_requested_rebuild_switches_atomically_while_checks_keep_answering(
+    stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    await send_many(producer, stack.settings.topic_list_changes, bulk(1500, 300, "rb"))
+    subject = await listed_subject(stack, producer, http, "rb-watched")
+    index = index_of(stack, redis)
+    before = (await index.serving_meta()).gen
+
+    poller = Poller(http, subject)
+    with poller:
+        late = org(uscc(), "重建期间上榜公司")
+        cli = await asyncio.create_subprocess_exec(
+            *cli_command("rebuild"),
+            env=stack.env,
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        # A listing that arrives while the rebuild runs must survive the switch.
+        await asyncio.sleep(0.3)
+        await send(
+            producer, stack.settings.topic_list_changes, list_change("rb-late", 1, subject=late)
+        )
+        output, _ = await asyncio.wait_for(cli.communicate(), 120)
+        assert cli.returncode == 0, output.decode()
+        late_poller = Poller(http, late)
+        with late_poller:
+            await asyncio.sleep(1.0)
+        late_answers = await late_poller.stop()
+        answers = await poller.stop()
+
+    after = (await index.serving_meta()).gen
+    assert after != before and f"serving generation: {after}" in output.decode()
+    assert answers["pass"] == 0, answers
+    assert set(answers) == {"block"}, f"checks must keep answering during a rebuild: {answers}"
+    assert set(late_answers) == {"block"}, late_answers
+    # The old generation is dropped, not leaked.
+    assert not [
+        k async for k in redis.scan_iter(match=f"{stack.settings.index_prefix}:{{{before}*")
+    ]
+    await assert_equals_replay(stack, redis)
+
+
+async def test_flushall_heals_by_itself_and_never_answers_pass(
+    stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    subject = await listed_subject(stack, producer, http, "flush-watched")
+    poller = Poller(http, subject)
+    with poller:
+        await asyncio.sleep(0.3)
+        await redis.flushall()
+        flushed = time.monotonic()
+
+        async def healed() -> bool:
+            return poller.last == "block" and time.monotonic() - flushed > 0.5
+
+        await eventually(healed, timeout=60)
+        await asyncio.sleep(0.5)
+        answers = await poller.stop()
+    assert answers["pass"] == 0, answers
+    assert any(a.startswith("503:") for a in answers), f"the wipe went unnoticed: {answers}"
+    assert poller.last == "block"
+    wait_http(f"{stack.api_url}/readyz", 10)
+    await assert_equals_replay(stack, redis)
+
+
+async def test_worker_killed_mid_ingest_restarts_into_an_exact_index(
+    stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    subject = await listed_subject(stack, producer, http, "kill-watched")
+    changes = bulk(6_000, 2_000, "kill")
+    start = await bulk_count(stack, redis)
+    poller = Poller(http, subject)
+    with poller:
+        sending = asyncio.create_task(
+            send_many(producer, stack.settings.topic_list_changes, changes)
+        )
+
+        async def ingesting() -> bool:
+            return await bulk_count(stack, redis) > start + 500
+
+        await eventually(ingesting, timeout=60, interval=0.02)
+        [victim] = [w for w in stack.workers if w.proc.poll() is None]
+        victim.stop(kill=True)  # SIGKILL: no goodbye, no commit, no cleanup
+        at_kill = await bulk_count(stack, redis)
+        await sending
+        replacement, _ = start_worker(stack)
+        target = start + expected_bulk_count(changes)
+
+        async def caught_up() -> bool:
+            return await bulk_count(stack, redis) == target
+
+        await eventually(caught_up, timeout=90, interval=0.2)
+        answers = await poller.stop()
+    assert at_kill < target, "the kill came after the ingest finished: nothing was in flight"
+    assert replacement.proc.poll() is None
+    assert answers["pass"] == 0, answers
+    await assert_equals_replay(stack, redis)
