@@ -7,12 +7,14 @@ generation, straight from Redis, compared with what a replay of the topic builds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import httpx
@@ -26,10 +28,10 @@ from sanctiongate.index import Layout, SanctionIndex
 from sanctiongate.index.layout import unpack_refs
 from sanctiongate.index.store import decode_record
 from sanctiongate.streams.rebuild import Rebuilder
-from tests.conftest import Process, free_port
-from tests.ids import id_number
+from tests.conftest import Process, eventually, free_port
+from tests.ids import id_number, uscc
 
-from .conftest import Stack
+from .conftest import Stack, list_change, send
 
 
 def cli_command(*args: str) -> list[str]:
@@ -96,6 +98,66 @@ async def send_many(producer: AIOKafkaProducer, topic: str, messages: Iterable[d
         )
     await asyncio.gather(*futures)
     return len(futures)
+
+
+@dataclass
+class Poller:
+    """Checks one listed subject again and again, remembering every answer."""
+
+    http: httpx.AsyncClient
+    subject: dict
+    category: str = "bidding"
+    answers: Counter = field(default_factory=Counter)
+    last: str = ""
+    _task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        body = {"matter": {"category": self.category}, "subjects": [self.subject]}
+        while True:
+            try:
+                response = await self.http.post("/v1/checks", json=body)
+            except httpx.TransportError:
+                self.answers["transport-error"] += 1
+                await asyncio.sleep(0.01)
+                continue
+            if response.status_code == 200:
+                self.last = response.json()["decision"]
+            else:
+                self.last = f"{response.status_code}:{response.json()['error']['code']}"
+            self.answers[self.last] += 1
+            await asyncio.sleep(0.005)
+
+    def __enter__(self) -> Poller:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    async def stop(self) -> Counter:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        return self.answers
+
+
+async def listed_subject(
+    stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient, entry_id: str
+) -> dict:
+    subject = org(uscc(), f"受控公司{entry_id}")
+    await send(
+        producer, stack.settings.topic_list_changes, list_change(entry_id, 1, subject=subject)
+    )
+
+    async def blocked() -> bool:
+        body = {"matter": {"category": "bidding"}, "subjects": [subject]}
+        response = await http.post("/v1/checks", json=body)
+        return response.status_code == 200 and response.json()["decision"] == "block"
+
+    await eventually(blocked)
+    return subject
 
 
 # --- the index as stored ---------------------------------------------------------------------

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
@@ -19,54 +17,20 @@ from tests.conftest import REPO, eventually, wait_http
 from tests.ids import uscc
 
 from .conftest import Stack, list_change, send
-from .support import assert_equals_replay, cli_command, index_of, org, send_many, start_worker
+from .support import (
+    Poller,
+    assert_equals_replay,
+    cli_command,
+    index_of,
+    listed_subject,
+    org,
+    send_many,
+    start_worker,
+)
 
 pytestmark = pytest.mark.services
 
 BULK_LIST = "fault_test_bulk"  # a list type of its own, so its count tells the progress
-
-
-@dataclass
-class Poller:
-    """Checks one listed subject again and again, remembering every answer."""
-
-    http: httpx.AsyncClient
-    subject: dict
-    category: str = "bidding"
-    answers: Counter = field(default_factory=Counter)
-    last: str = ""
-    _task: asyncio.Task | None = None
-
-    async def _run(self) -> None:
-        body = {"matter": {"category": self.category}, "subjects": [self.subject]}
-        while True:
-            try:
-                response = await self.http.post("/v1/checks", json=body)
-            except httpx.TransportError:
-                self.answers["transport-error"] += 1
-                await asyncio.sleep(0.01)
-                continue
-            if response.status_code == 200:
-                self.last = response.json()["decision"]
-            else:
-                self.last = f"{response.status_code}:{response.json()['error']['code']}"
-            self.answers[self.last] += 1
-            await asyncio.sleep(0.005)
-
-    def __enter__(self) -> Poller:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    async def stop(self) -> Counter:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        return self.answers
 
 
 def bulk(entries: int, updates: int, tag: str) -> list[dict]:
@@ -102,23 +66,6 @@ def expected_bulk_count(changes: list[dict]) -> int:
     for change in changes:
         final[change["entry_id"]] = change
     return sum(1 for c in final.values() if c["op"] == "upsert")
-
-
-async def listed_subject(
-    stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient, entry_id: str
-) -> dict:
-    subject = org(uscc(), f"受控公司{entry_id}")
-    await send(
-        producer, stack.settings.topic_list_changes, list_change(entry_id, 1, subject=subject)
-    )
-
-    async def blocked() -> bool:
-        body = {"matter": {"category": "bidding"}, "subjects": [subject]}
-        response = await http.post("/v1/checks", json=body)
-        return response.status_code == 200 and response.json()["decision"] == "block"
-
-    await eventually(blocked)
-    return subject
 
 
 async def test_requested_rebuild_switches_atomically_while_checks_keep_answering(
