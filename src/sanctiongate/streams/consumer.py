@@ -121,6 +121,7 @@ class BatchConsumer:
                     await self.idle()
                 backoff = 0.1
             except SeekTo as seek:
+                self._rewind(batches)  # a partition the seek does not name resumes at its batch
                 self._seek(seek.offsets)
             except asyncio.CancelledError:
                 raise
