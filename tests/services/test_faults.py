@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from tests.conftest import REPO, eventually, wait_http
+from sanctiongate.domain.models import ListChange
+from sanctiongate.index import Layout, SanctionIndex
+from sanctiongate.index.store import new_generation
+from tests.conftest import REPO, Services, eventually, wait_http
 from tests.ids import uscc
 
 from .conftest import Stack, list_change, send
@@ -166,3 +170,34 @@ async def test_worker_killed_mid_ingest_restarts_into_an_exact_index(
     assert replacement.proc.poll() is None
     assert answers["pass"] == 0, answers
     await assert_equals_replay(stack, redis)
+
+
+async def test_a_crash_after_the_compare_and_set_is_finished_by_the_replay(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last step of applying a change (scheduling a future activation) is redone when the
+    batch is read again after a crash between the record's write and that step."""
+    redis = Redis.from_url(services.redis_url)
+    index = SanctionIndex(redis, Layout(prefix=f"crash{time.monotonic_ns() % 10**6}"))
+    gen = new_generation()
+    starts = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
+    change = ListChange.model_validate(
+        list_change("crash-1", 1, subject=org(uscc(), "崩溃测试公司"), effective_from=starts)
+    )
+
+    def crash(*_: object) -> None:
+        raise ConnectionError("the worker died here")
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(SanctionIndex, "_queue_activation", crash)
+            with pytest.raises(ConnectionError):
+                await index.apply_changes(gen, [change])
+        assert (await index.entries(gen, ["crash-1"]))["crash-1"].version == 1
+        assert await redis.zscore(index.layout.activations(gen), "crash-1") is None
+        result = await index.apply_changes(gen, [change])  # the replay after the restart
+        assert result.stale == [change] and not result.applied
+        assert await redis.zscore(index.layout.activations(gen), "crash-1") is not None
+    finally:
+        await index.drop_generation(gen)
+        await redis.aclose()

@@ -213,12 +213,22 @@ class SanctionIndex:
         stored_before = await pipe.execute()
 
         plans: list[AppliedChange] = []
+        replayed: list[StoredEntry] = []
         for change, raw in zip(latest.values(), stored_before, strict=True):
             before = decode_record(raw)
             if before is not None and change.version <= before.version:
                 result.stale.append(change)
+                if change.version == before.version:
+                    replayed.append(before)
                 continue
             plans.append(AppliedChange(change, before, StoredEntry.from_change(change, before)))
+        if replayed:
+            # The very version stored, read again (a crash or a rebalance replays a batch that
+            # had passed its compare-and-set): finish its last step, which is idempotent.
+            pipe = self.redis.pipeline(transaction=False)
+            for stored in replayed:
+                self._queue_activation(pipe, gen, stored)
+            await pipe.execute()
         if not plans:
             return result
 
