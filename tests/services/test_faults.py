@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -35,6 +36,9 @@ from .support import (
 pytestmark = pytest.mark.services
 
 BULK_LIST = "fault_test_bulk"  # a list type of its own, so its count tells the progress
+# Listings in flight when the worker is killed (and a third as many updates after them). The
+# default keeps the suite short on a shared two-core machine; set 15000 for the 20k-change run.
+KILL_ENTRIES = int(os.environ.get("SANCTIONGATE_TEST_KILL_ENTRIES", "6000"))
 
 
 def bulk(entries: int, updates: int, tag: str) -> list[dict]:
@@ -132,6 +136,7 @@ async def test_flushall_heals_by_itself_and_never_answers_pass(
         await asyncio.sleep(0.5)
         answers = await poller.stop()
     assert answers["pass"] == 0, answers
+    assert all(a == "block" or a.startswith("503:") for a in answers), answers
     assert any(a.startswith("503:") for a in answers), f"the wipe went unnoticed: {answers}"
     assert poller.last == "block"
     wait_http(f"{stack.api_url}/readyz", 10)
@@ -142,7 +147,7 @@ async def test_worker_killed_mid_ingest_restarts_into_an_exact_index(
     stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient, redis: Redis
 ) -> None:
     subject = await listed_subject(stack, producer, http, "kill-watched")
-    changes = bulk(6_000, 2_000, "kill")
+    changes = bulk(KILL_ENTRIES, KILL_ENTRIES // 3, "kill")
     start = await bulk_count(stack, redis)
     poller = Poller(http, subject)
     with poller:
@@ -168,7 +173,7 @@ async def test_worker_killed_mid_ingest_restarts_into_an_exact_index(
         answers = await poller.stop()
     assert at_kill < target, "the kill came after the ingest finished: nothing was in flight"
     assert replacement.proc.poll() is None
-    assert answers["pass"] == 0, answers
+    assert set(answers) == {"block"}, answers  # the index kept answering from Redis
     await assert_equals_replay(stack, redis)
 
 
