@@ -100,8 +100,11 @@ def _rebuild(_: argparse.Namespace) -> int:
 
     async def run() -> str:
         runtime = Runtime.create(get_settings())
+        rebuilder = Rebuilder(runtime.settings, runtime.index, "cli")
         try:
-            return await Rebuilder(runtime.settings, runtime.index, "cli").rebuild("requested")
+            gen = await rebuilder.rebuild("requested")
+            await rebuilder.settle()  # drop the replaced generation before exiting
+            return gen
         finally:
             await runtime.redis.aclose()
 

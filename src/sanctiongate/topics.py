@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .settings import Settings
+from .streams.deadletter import DEAD_LETTER_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         topic(settings.topic_decisions),
         topic(settings.topic_feedback),
         topic(settings.topic_alerts),
-        topic(settings.topic_rejected),
+        # A dead letter echoes a whole message in base64: a third larger than what arrived.
+        topic(settings.topic_rejected, {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}),
         topic(settings.topic_audit),
     ]
 

@@ -86,7 +86,8 @@ class IndexMeta:
 
     @property
     def ready(self) -> bool:
-        return self.gen is not None and self.state == "ready"
+        """A generation serves (a rebuild may be building the next one beside it)."""
+        return self.gen is not None
 
     def rebuild_ends(self) -> dict[str, dict[str, int]]:
         """Per topic and partition, the offset the last rebuild replayed up to."""
@@ -212,12 +213,22 @@ class SanctionIndex:
         stored_before = await pipe.execute()
 
         plans: list[AppliedChange] = []
+        replayed: list[StoredEntry] = []
         for change, raw in zip(latest.values(), stored_before, strict=True):
             before = decode_record(raw)
             if before is not None and change.version <= before.version:
                 result.stale.append(change)
+                if change.version == before.version:
+                    replayed.append(before)
                 continue
             plans.append(AppliedChange(change, before, StoredEntry.from_change(change, before)))
+        if replayed:
+            # The very version stored, read again (a crash or a rebalance replays a batch that
+            # had passed its compare-and-set): finish its last step, which is idempotent.
+            pipe = self.redis.pipeline(transaction=False)
+            for stored in replayed:
+                self._queue_activation(pipe, gen, stored)
+            await pipe.execute()
         if not plans:
             return result
 
@@ -426,12 +437,19 @@ class SanctionIndex:
 
 
 def check_serving(meta: IndexMeta) -> None:
-    if meta.gen is None:
-        raise IndexUnavailable(
-            "index_not_built", "the index is empty or was wiped; a worker is rebuilding it"
-        )
-    if meta.state != "ready":
-        raise IndexUnavailable("index_rebuilding", "the index is being rebuilt")
+    """A serving generation answers, even while the next one is being built beside it.
+
+    A requested rebuild leaves the complete current generation serving (the workers keep it
+    up to date) until the switch; only an index with no generation at all (never built, or
+    wiped) cannot answer.
+    """
+    if meta.gen is not None:
+        return
+    if meta.state == "rebuilding":
+        raise IndexUnavailable("index_rebuilding", "the index was wiped and is being rebuilt")
+    raise IndexUnavailable(
+        "index_not_built", "the index is empty or was wiped; a worker is rebuilding it"
+    )
 
 
 def _meta_from(raw: dict[bytes, bytes]) -> IndexMeta:

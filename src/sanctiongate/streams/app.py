@@ -48,6 +48,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
         producer_acks=-1,
         datadir=str(datadir),
         logging_config=dict_config(),  # JSON lines, masked, at the level the CLI set
+        # A worker killed without a goodbye holds its group until its session expires, and a
+        # restarted worker starts its agents only after that group rebalanced (faust's 60 s
+        # default would stall ingest for a minute); the batch consumers use aiokafka's 10 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
     )
     runtime = Runtime.create(settings)
     rebuilder = Rebuilder(settings, runtime.index, runtime.worker_id)

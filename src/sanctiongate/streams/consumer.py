@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from redis.exceptions import RedisError
 
@@ -23,6 +23,10 @@ from ..index import IndexUnavailable
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
+
+# How long a rebalance waits for the batch in hand to be written and committed. Bounded, so a
+# worker stuck retrying an unreachable Redis cannot hold its whole group still.
+REVOKE_WAIT_SECONDS = 30.0
 
 
 class SeekTo(Exception):
@@ -53,7 +57,6 @@ class BatchConsumer:
         self.timeout_ms = timeout_ms
         self.idle = idle
         self.consumer = AIOKafkaConsumer(
-            topic,
             bootstrap_servers=bootstrap,
             group_id=group,
             client_id=client_id,
@@ -64,9 +67,13 @@ class BatchConsumer:
         )
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Held from fetching a batch to committing it: a rebalance waits for it, so a partition
+        # moves to another worker only after this one has finished writing what it read.
+        self._turn = asyncio.Lock()
         self.last_record_time: float | None = None  # produce time of the newest record handled
 
     async def start(self) -> None:
+        self.consumer.subscribe([self.topic], listener=_FinishBatchFirst(self))
         await self.consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"consume:{self.topic}")
 
@@ -96,30 +103,36 @@ class BatchConsumer:
     async def _run(self) -> None:
         backoff = 0.1
         while not self._stopping:
+            batches: dict[TopicPartition, list[ConsumerRecord]] = {}
             try:
-                batches = await self.consumer.getmany(
-                    timeout_ms=self.timeout_ms, max_records=self.batch_size
-                )
-                records = [
-                    r for tp in sorted(batches, key=lambda t: t.partition) for r in batches[tp]
-                ]
-                if records:
-                    await self._handle(records)
-                    await self._commit(batches)
-                    self.last_record_time = max(r.timestamp for r in records) / 1000
+                async with self._turn:
+                    batches = await self.consumer.getmany(
+                        timeout_ms=self.timeout_ms, max_records=self.batch_size
+                    )
+                    records = [
+                        r for tp in sorted(batches, key=lambda t: t.partition) for r in batches[tp]
+                    ]
+                    if records:
+                        await self._handle(records)
+                        await self._commit(batches)
+                        self.last_record_time = max(r.timestamp for r in records) / 1000
+                batches = {}  # handled and committed: nothing to take back from here on
                 if self.idle is not None:
                     await self.idle()
                 backoff = 0.1
             except SeekTo as seek:
+                self._rewind(batches)  # a partition the seek does not name resumes at its batch
                 self._seek(seek.offsets)
             except asyncio.CancelledError:
                 raise
             except (IndexUnavailable, RedisError, OSError, KafkaError) as exc:
+                self._rewind(batches)
                 log.warning("%s: %s; retrying in %.1fs", self.topic, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception:
                 # A bug must not kill the worker silently, nor skip messages: log and retry.
+                self._rewind(batches)
                 log.exception("%s: handler failed; retrying", self.topic)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -146,10 +159,47 @@ class BatchConsumer:
             # Partitions moved to another worker; it will replay from the last commit.
             log.info("%s: commit skipped after a rebalance: %s", self.topic, exc)
 
+    def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Take a failed batch back: getmany already moved past it, and a batch that is
+        neither handled nor dead-lettered must be read again, never skipped."""
+        assigned = self.consumer.assignment()
+        for tp, records in batches.items():
+            if records and tp in assigned:
+                self.consumer.seek(tp, records[0].offset)
+
     def _seek(self, offsets: dict[int, int]) -> None:
         for tp in self.consumer.assignment():
             if tp.partition in offsets:
                 self.consumer.seek(tp, offsets[tp.partition])
+
+
+class _FinishBatchFirst(ConsumerRebalanceListener):
+    """Before partitions are taken away, let the batch in hand finish (and commit).
+
+    Without this fence the old owner may still be writing a batch while the new owner replays
+    the same records from the last commit; versions keep records right, but the ref clean-up
+    of two writers interleaving could drop a ref the newer version needs.
+    """
+
+    def __init__(self, owner: BatchConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if not revoked:
+            return
+        try:
+            async with asyncio.timeout(REVOKE_WAIT_SECONDS):
+                async with self.owner._turn:
+                    pass
+        except TimeoutError:
+            log.warning(
+                "%s: batch still in hand after %.0fs; letting the rebalance go on",
+                self.owner.topic,
+                REVOKE_WAIT_SECONDS,
+            )
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("%s: assigned %s", self.owner.topic, sorted(tp.partition for tp in assigned))
 
 
 async def report_lag(consumer: BatchConsumer) -> None:

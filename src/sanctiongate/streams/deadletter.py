@@ -67,6 +67,13 @@ def _code_of(error_type: str, message: str) -> str:
     return "schema_violation"
 
 
+# A dead letter carries the raw bytes in base64 (a third larger) and must still fit in one
+# message: the producer and the dead-letter topic allow DEAD_LETTER_MAX_BYTES, and a value
+# beyond MAX_ECHOED_RAW_BYTES (far above the broker's default 1 MiB message) is cut, saying so.
+DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024
+MAX_ECHOED_RAW_BYTES = 2 * 1024 * 1024
+
+
 def rejected_record(
     topic: str,
     partition: int,
@@ -75,12 +82,17 @@ def rejected_record(
     raw: bytes | None,
     error: RejectionError,
 ) -> Rejected:
+    raw = raw or b""
+    if len(raw) > MAX_ECHOED_RAW_BYTES:
+        note = f" (raw cut to its first {MAX_ECHOED_RAW_BYTES} of {len(raw)} bytes)"
+        error = error.model_copy(update={"message": error.message + note})
+        raw = raw[:MAX_ECHOED_RAW_BYTES]
     return Rejected(
         source_topic=topic,
         partition=partition,
         offset=offset,
         key=_safe_key(key),
-        raw=base64.b64encode(raw or b"").decode(),
+        raw=base64.b64encode(raw).decode(),
         error=error,
         rejected_at=datetime.now(UTC),
     )
@@ -106,6 +118,8 @@ def mask_personal(text: str) -> str:
 
 
 __all__ = [
+    "DEAD_LETTER_MAX_BYTES",
+    "MAX_ECHOED_RAW_BYTES",
     "BadMessage",
     "count_rejected",
     "decode",

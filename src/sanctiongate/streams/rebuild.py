@@ -1,8 +1,9 @@
 """Rebuild: replay the compacted topics into a fresh generation and switch to it atomically.
 
 Used by ``sanctiongate rebuild`` and by a worker that finds the index wiped (Redis restarted
-or flushed). One rebuilder at a time (a lock with a TTL that the rebuilder keeps alive); while
-it runs, checks answer 503, never ``pass``.
+or flushed). One rebuilder at a time (a lock with a TTL that the rebuilder keeps alive). While
+a requested rebuild runs, the current generation keeps answering; while a wiped index is
+rebuilt there is nothing to answer from, and checks answer 503, never ``pass``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 LOCK_TTL_SECONDS = 30
 DROP_GRACE_SECONDS = 5.0
+CATCH_UP_PASSES = 3
 
 
 class RebuildBusy(Exception):
@@ -48,6 +50,7 @@ class Rebuilder:
         self.settings = settings
         self.index = index
         self.holder = f"{holder}:{uuid.uuid4().hex[:8]}"
+        self._drops: set[asyncio.Task[None]] = set()
 
     async def heal(self) -> None:
         """The index is wiped: rebuild it, or wait for whoever is rebuilding it."""
@@ -70,26 +73,53 @@ class Rebuilder:
             gen = new_generation()
             await self.index.mark_rebuilding(gen)
             await self.index.put_measures(gen, load_default_measures(self.settings))
-            ends = {
-                self.settings.topic_measures: await self._replay(
-                    self.settings.topic_measures, lambda rs: self._apply_measures(gen, rs)
-                ),
-                self.settings.topic_list_changes: await self._replay(
-                    self.settings.topic_list_changes, lambda rs: self._apply_changes(gen, rs)
-                ),
-            }
+            ends = await self._replay_all(gen)
             previous = await self.index.switch_generation(gen, ends)
             log.warning("index rebuilt as %s in %.1fs", gen, time.monotonic() - started)
         finally:
             metrics.index_rebuilding.set(0)
             await self.index.release_rebuild_lock(self.holder)
         if previous and previous != gen:
-            # Readers that validated the old generation a moment ago may still fetch from it.
-            asyncio.get_running_loop().call_later(
-                DROP_GRACE_SECONDS,
-                lambda: asyncio.ensure_future(self.index.drop_generation(previous)),
-            )
+            task = asyncio.create_task(self._drop_later(previous))
+            self._drops.add(task)
+            task.add_done_callback(self._drops.discard)
         return gen
+
+    async def settle(self) -> None:
+        """Wait for the replaced generations to be dropped (a CLI run must not exit first)."""
+        if self._drops:
+            await asyncio.gather(*self._drops, return_exceptions=True)
+
+    async def _drop_later(self, gen: str) -> None:
+        # Readers that validated the old generation a moment ago may still fetch from it.
+        await asyncio.sleep(DROP_GRACE_SECONDS)
+        dropped = await self.index.drop_generation(gen)
+        log.info("dropped generation %s (%d keys)", gen, dropped)
+
+    async def _replay_all(self, gen: str) -> dict[str, dict[int, int]]:
+        """Replay both topics, then catch up with what arrived meanwhile.
+
+        The serving generation keeps taking changes while this one is built; whatever arrives
+        after the offsets returned here, the workers apply again once they see the switch. The
+        catch-up passes keep that tail short, so the switch hides a fresh listing only for the
+        moment it takes a worker to notice.
+        """
+        topics: dict[str, Callable[[Sequence[ConsumerRecord]], Awaitable[None]]] = {
+            self.settings.topic_measures: lambda rs: self._apply_measures(gen, rs),
+            self.settings.topic_list_changes: lambda rs: self._apply_changes(gen, rs),
+        }
+        ends: dict[str, dict[int, int]] = {}
+        for topic, apply in topics.items():
+            ends[topic] = await self._replay(topic, apply)
+        for _ in range(CATCH_UP_PASSES):
+            replayed = 0
+            for topic, apply in topics.items():
+                reached = await self._replay(topic, apply, start=ends[topic])
+                replayed += sum(reached[p] - ends[topic].get(p, 0) for p in reached)
+                ends[topic] = reached
+            if replayed == 0:
+                break
+        return ends
 
     async def _apply_changes(self, gen: str, records: Sequence[ConsumerRecord]) -> None:
         changes = []
@@ -106,8 +136,13 @@ class Rebuilder:
         await apply_measure_records(self.index, gen, records)
 
     async def _replay(
-        self, topic: str, apply: Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
+        self,
+        topic: str,
+        apply: Callable[[Sequence[ConsumerRecord]], Awaitable[None]],
+        start: dict[int, int] | None = None,
     ) -> dict[int, int]:
+        """Apply the topic from ``start`` (default: the beginning) to its current end offsets;
+        return those end offsets per partition."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=None,
@@ -123,6 +158,9 @@ class Rebuilder:
             tps = [TopicPartition(topic, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
+            for tp in tps:
+                if start and start.get(tp.partition):
+                    consumer.seek(tp, start[tp.partition])
             ends = await consumer.end_offsets(tps)
             remaining = {tp for tp in tps if ends[tp] > 0}
             positions = {tp: await consumer.position(tp) for tp in tps}

@@ -17,7 +17,7 @@ from ..checks import Checker
 from ..domain.models import RejectionError
 from ..index import Layout, SanctionIndex
 from ..settings import Settings
-from .deadletter import count_rejected, encode, rejected_record
+from .deadletter import DEAD_LETTER_MAX_BYTES, count_rejected, encode, rejected_record
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class Runtime:
             acks="all",
             linger_ms=5,
             enable_idempotence=True,
+            max_request_size=DEAD_LETTER_MAX_BYTES,  # a dead letter echoes a whole message
         )
         await self.producer.start()
 
