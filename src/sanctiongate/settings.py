@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     lookback_days: int = 365
     feedback_sla_seconds: float = 24 * 3600
     monitor_interval_seconds: float = 1.0
+    serve_during_rebuild: bool = Field(
+        default=False,
+        description="Answer checks from the current generation while a requested rebuild runs",
+    )
     decision_ttl_seconds: int = Field(
         default=90 * 24 * 3600,
         description="How long a request's decision is kept (approval_despite_block, replays)",

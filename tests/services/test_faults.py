@@ -76,7 +76,7 @@ def expected_bulk_count(changes: list[dict]) -> int:
     return sum(1 for c in final.values() if c["op"] == "upsert")
 
 
-async def test_requested_rebuild_switches_atomically_while_checks_keep_answering(
+async def test_requested_rebuild_switches_atomically_and_never_answers_pass(
     stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient, redis: Redis
 ) -> None:
     await send_many(producer, stack.settings.topic_list_changes, bulk(1500, 300, "rb"))
@@ -110,7 +110,9 @@ async def test_requested_rebuild_switches_atomically_while_checks_keep_answering
     after = (await index.serving_meta()).gen
     assert after != before and f"serving generation: {after}" in output.decode()
     assert answers["pass"] == 0, answers
-    assert set(answers) == {"block"}, f"checks must keep answering during a rebuild: {answers}"
+    # SPEC §4: while rebuilding, a check answers 503 (never pass); block before and after.
+    assert set(answers) <= {"block", "503:index_rebuilding"}, answers
+    assert answers["block"] > 0 and poller.last == "block", answers
     assert set(late_answers) == {"block"}, late_answers
     # The old generation is dropped, not leaked.
     assert not [

@@ -60,7 +60,9 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=1)
-        self.index = SanctionIndex(self.redis, Layout(prefix=settings.index_prefix))
+        self.index = SanctionIndex(
+            self.redis, Layout(prefix=settings.index_prefix), settings.serve_during_rebuild
+        )
         self.checker = Checker(self.index)
         self.keys = KeyStore(settings.keys_file)
         self.kafka_ready = False

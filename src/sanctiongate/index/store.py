@@ -86,8 +86,8 @@ class IndexMeta:
 
     @property
     def ready(self) -> bool:
-        """A generation serves (a rebuild may be building the next one beside it)."""
-        return self.gen is not None
+        """A generation serves and no rebuild is under way (SPEC §5 readiness)."""
+        return self.gen is not None and self.state != "rebuilding"
 
     def rebuild_ends(self) -> dict[str, dict[str, int]]:
         """Per topic and partition, the offset the last rebuild replayed up to."""
@@ -158,9 +158,12 @@ def _activation_epoch(stored: StoredEntry) -> float | None:
 
 
 class SanctionIndex:
-    def __init__(self, redis: Redis, layout: Layout | None = None) -> None:
+    def __init__(
+        self, redis: Redis, layout: Layout | None = None, serve_during_rebuild: bool = False
+    ) -> None:
         self.redis = redis
         self.layout = layout or Layout()
+        self.serve_during_rebuild = serve_during_rebuild
         self._cas = redis.register_script(_CAS_ENTRY)
         self._add_ref = redis.register_script(_ADD_REF)
         self._remove_ref = redis.register_script(_REMOVE_REF)
@@ -177,7 +180,7 @@ class SanctionIndex:
             meta = await self.read_meta()
         except (RedisError, OSError) as exc:
             raise IndexUnavailable("redis_unavailable", f"Redis cannot be reached: {exc}") from exc
-        check_serving(meta)
+        check_serving(meta, self.serve_during_rebuild)
         return meta
 
     async def record_worker(self, worker: str, status: dict) -> None:
@@ -324,7 +327,7 @@ class SanctionIndex:
             pipe.hget(layout.names(gen, name), name)
         replies = await pipe.execute()
         meta = _meta_from(replies[0])
-        check_serving(meta)
+        check_serving(meta, self.serve_during_rebuild)
         if meta.gen != gen:
             raise GenerationChanged
         wanted: list[set[str]] = []
@@ -436,20 +439,24 @@ class SanctionIndex:
         return dropped
 
 
-def check_serving(meta: IndexMeta) -> None:
-    """A serving generation answers, even while the next one is being built beside it.
+def check_serving(meta: IndexMeta, during_rebuild: bool = False) -> None:
+    """May this index answer checks? :class:`IndexUnavailable` says why not.
 
-    A requested rebuild leaves the complete current generation serving (the workers keep it
-    up to date) until the switch; only an index with no generation at all (never built, or
-    wiped) cannot answer.
+    SPEC §4/§5: while the index is rebuilding, no check answers (503, never ``pass``). A
+    requested rebuild leaves the complete current generation serving beside the new one and
+    the workers keep it current, so an operator may choose to keep answering from it
+    (``SANCTIONGATE_SERVE_DURING_REBUILD=true``); a wiped index never answers.
     """
-    if meta.gen is not None:
-        return
-    if meta.state == "rebuilding":
-        raise IndexUnavailable("index_rebuilding", "the index was wiped and is being rebuilt")
-    raise IndexUnavailable(
-        "index_not_built", "the index is empty or was wiped; a worker is rebuilding it"
-    )
+    if meta.gen is None:
+        if meta.state == "rebuilding":
+            raise IndexUnavailable("index_rebuilding", "the index was wiped and is being rebuilt")
+        raise IndexUnavailable(
+            "index_not_built", "the index is empty or was wiped; a worker is rebuilding it"
+        )
+    if meta.state == "rebuilding" and not during_rebuild:
+        raise IndexUnavailable(
+            "index_rebuilding", "the index is being rebuilt; checks resume at the switch"
+        )
 
 
 def _meta_from(raw: dict[bytes, bytes]) -> IndexMeta:

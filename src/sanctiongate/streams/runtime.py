@@ -36,7 +36,9 @@ class Runtime:
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
-        index = SanctionIndex(redis, Layout(prefix=settings.index_prefix))
+        index = SanctionIndex(
+            redis, Layout(prefix=settings.index_prefix), settings.serve_during_rebuild
+        )
         return cls(settings, redis, index, Checker(index))
 
     async def start(self) -> None:
