@@ -266,11 +266,17 @@ class Worker:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=REPO,
+            cwd=RUN_DIR,  # faust writes its data directory into the working directory
         )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the worker has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        utime, stime = int(fields[11]), int(fields[12])
+        return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:]
