@@ -266,7 +266,7 @@ class SanctionIndex:
             plan.before = replaced
             if replaced is not None:
                 await self._queue_refs(pipe, gen, replaced, self._remove_ref, exclude=plan.after)
-            self._queue_activation(pipe, gen, plan.after)
+            self._queue_activation(pipe, gen, plan.after, replaced)
             result.applied.append(plan)
         await pipe.execute()
         return result
@@ -292,12 +292,16 @@ class SanctionIndex:
                 client=pipe,
             )
 
-    def _queue_activation(self, pipe, gen: str, stored: StoredEntry) -> None:  # type: ignore[no-untyped-def]
+    def _queue_activation(
+        self, pipe, gen: str, stored: StoredEntry, replaced: StoredEntry | None
+    ) -> None:  # type: ignore[no-untyped-def]
         key = self.layout.activations(gen)
         epoch = _activation_epoch(stored)
         if epoch is not None and epoch > time.time():
             pipe.zadd(key, {stored.entry_id: epoch})
-        else:
+        elif replaced is not None and _activation_epoch(replaced) is not None:
+            # Only a version that could have been scheduled can have left a member to remove;
+            # skipping the no-op ZREM saves one command per new listing on the hot path.
             pipe.zrem(key, stored.entry_id)
 
     async def due_activations(self, gen: str, now: float) -> list[str]:
