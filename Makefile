@@ -20,4 +20,4 @@ down:
 	if [ -x $(VENV)/bin/sanctiongate ]; then $(VENV)/bin/sanctiongate down; else deploy/stack.sh stop; fi
 
 bench: bootstrap
-	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/stream.py $(BENCH_ARGS)
