@@ -12,7 +12,8 @@ from typing import Annotated
 from aiokafka import AIOKafkaProducer
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -43,18 +44,27 @@ from .errors import (
     on_unexpected,
     on_validation_error,
 )
+from .idempotency import Idempotency, fingerprint
 from .schemas import FeedbackAccepted, IndexStatus, SubjectEntries, subject_entries
+from .transport import BodyLimit, OrjsonRoute
 
 log = logging.getLogger(__name__)
 
 ERRORS = {
-    400: {"model": ErrorBody, "description": "not JSON"},
+    400: {"model": ErrorBody, "description": "the body is not JSON (or not UTF-8, or too deep)"},
     401: {"model": ErrorBody, "description": "no valid API key"},
     403: {"model": ErrorBody, "description": "matter category outside the key's scope"},
     413: {"model": ErrorBody, "description": "body too large"},
     422: {"model": ErrorBody, "description": "a field is invalid (named in the body)"},
     503: {"model": ErrorBody, "description": "the index cannot answer now (never a pass)"},
 }
+CONFLICT = {
+    409: {
+        "model": ErrorBody,
+        "description": "the request_id was already used for a different request",
+    }
+}
+JSON = "application/json"
 
 
 class Services:
@@ -63,6 +73,9 @@ class Services:
         self.redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=1)
         self.index = SanctionIndex(self.redis, Layout(prefix=settings.index_prefix))
         self.checker = Checker(self.index)
+        self.idempotency = Idempotency(
+            self.redis, self.index.layout, settings.idempotency_ttl_seconds
+        )
         self.keys = KeyStore(settings.keys_file)
         self.kafka_ready = False
 
@@ -89,12 +102,14 @@ class Services:
         await self.redis.aclose()
 
 
-def caller(request: Request) -> ApiKey:
+bearer = HTTPBearer(auto_error=False, description="an API key from `sanctiongate keys create`")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def caller(request: Request, credentials: Credentials) -> ApiKey:
     """The API key of the request (401 without a valid one)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
     keys: KeyStore = request.app.state.services.keys
-    key = keys.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    key = keys.authenticate(credentials.credentials.strip()) if credentials else None
     if key is None:
         raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' is required")
     return key
@@ -121,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=ERRORS,  # type: ignore[arg-type]
     )
     app.state.services = services
+    app.router.route_class = OrjsonRoute
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(IndexUnavailable, on_unavailable)  # type: ignore[arg-type]
@@ -129,22 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(OSError, on_redis_error)
     app.add_exception_handler(Exception, on_unexpected)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "payload_too_large",
-                        "message": f"the body exceeds {settings.max_body_bytes} bytes",
-                        "field": None,
-                    },
-                    "errors": [],
-                },
-                status_code=413,
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     def in_scope(key: ApiKey, matter: Matter) -> None:
         if not key.may_check(matter.category):
@@ -155,34 +156,55 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "matter.category",
             )
 
-    @app.post("/v1/checks", response_model=Decision, response_model_by_alias=True, tags=["checks"])
-    async def check(body: CheckRequest, key: Caller) -> Decision:
-        """One pre-approval check: may these subjects do this matter? → block / review / pass."""
+    @app.post(
+        "/v1/checks",
+        response_model=Decision,
+        responses=CONFLICT,  # type: ignore[arg-type]
+        tags=["checks"],
+    )
+    async def check(body: CheckRequest, key: Caller) -> Response:
+        """One pre-approval check: may these subjects do this matter? → block / review / pass.
+
+        With a ``request_id`` the check is idempotent for its department: the same request
+        gets the same decision (from any API process) for ``idempotency_ttl_seconds``; the same
+        ``request_id`` with a different request gets 409 ``request_id_conflict``.
+        """
         in_scope(key, body.matter)
         started = time.perf_counter()
+        request_print = fingerprint(body) if body.request_id else b""
         if body.request_id:
-            cached = await _cached_decision(services, key.department, body.request_id)
-            if cached is not None:
-                return cached
+            replayed = await services.idempotency.replay(
+                key.department, body.request_id, request_print
+            )
+            if replayed is not None:
+                services.audit.record_replay(key, replayed)
+                return Response(replayed, media_type=JSON)
         try:
             decision = await services.checker.check(
                 body.subjects, body.matter, key.department, body.request_id
             )
         except IdentifierNotListed as exc:
             raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
+        answer = decision.model_dump_json(by_alias=True).encode()
         if body.request_id:
-            await _remember_decision(services, key.department, decision)
+            answer = await services.idempotency.remember(
+                key.department, body.request_id, request_print, answer
+            )
         _observe("http", decision.decision, body.matter.category, started)
         services.audit.record(key, "check", decision)
-        return decision
+        return Response(answer, media_type=JSON)
 
     @app.post("/v1/checks/batch", response_model=BatchCheckResponse, tags=["checks"])
-    async def batch(body: BatchCheckRequest, key: Caller) -> BatchCheckResponse:
-        """Bulk comparison (批量核查): one result per subject, in order."""
+    async def batch(body: BatchCheckRequest, key: Caller) -> Response:
+        """Bulk comparison (批量核查): one result per subject, in order.
+
+        Each subject is judged on its own. ``request_id`` labels the batch (audit, response);
+        batches are not replayed from a cache: re-running one is harmless.
+        """
         in_scope(key, body.matter)
         if len(body.subjects) > settings.max_batch_subjects:
             raise ApiError(
-                413,
+                422,
                 "batch_too_large",
                 f"at most {settings.max_batch_subjects} subjects per batch",
                 "subjects",
@@ -201,7 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 channel="batch", decision=result.decision, matter_category=body.matter.category
             ).inc()
         services.audit.record(key, "batch", response)
-        return response
+        return Response(response.model_dump_json(by_alias=True), media_type=JSON)
 
     @app.get("/v1/subjects/{identifier}", response_model=SubjectEntries, tags=["subjects"])
     async def subject(identifier: str, key: Caller) -> SubjectEntries:
@@ -211,7 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except IdentifierError as exc:
             raise ApiError(422, "malformed_identifier", exc.message, "identifier") from None
         meta = await services.index.serving_meta()
-        assert meta.gen is not None
+        assert meta.gen is not None  # serving_meta answers only for a built index
         stored = await services.index.entries_for_identifier(meta.gen, parsed.value)
         now = datetime.now(UTC)
         return subject_entries(
@@ -264,17 +286,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _observe(channel: str, decision: str, category: str, started: float) -> None:
     metrics.check_duration_seconds.labels(channel=channel).observe(time.perf_counter() - started)
     metrics.checks_total.labels(channel=channel, decision=decision, matter_category=category).inc()
-
-
-async def _cached_decision(services: Services, department: str, request_id: str) -> Decision | None:
-    raw = await services.redis.get(services.index.layout.request(department, request_id))
-    return Decision.model_validate_json(raw) if raw else None
-
-
-async def _remember_decision(services: Services, department: str, decision: Decision) -> None:
-    await services.redis.set(
-        services.index.layout.request(department, decision.request_id),
-        decision.model_dump_json(by_alias=True),
-        ex=services.settings.idempotency_ttl_seconds,
-        nx=True,
-    )

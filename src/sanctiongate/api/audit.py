@@ -51,6 +51,27 @@ def audit_record(
         "matter": result.matter.model_dump(),
         "subjects": subjects,
         "decision": decision,
+        "replay": False,
+        "at": datetime.now(UTC).isoformat(),
+    }
+
+
+def replay_record(department: str, key_id: str | None, decision_json: bytes) -> dict:
+    """The record of an idempotent retry answered from the stored decision."""
+    decision = orjson.loads(decision_json)
+    return {
+        "schema": "audit/v1",
+        "channel": "check",
+        "department": department,
+        "key_id": key_id,
+        "request_id": decision["request_id"],
+        "matter": decision["matter"],
+        "subjects": [
+            {k: s[k] for k in ("role", "kind", "identifier", "decision")}
+            for s in decision["subjects"]
+        ],
+        "decision": decision["decision"],
+        "replay": True,
         "at": datetime.now(UTC).isoformat(),
     }
 
@@ -74,21 +95,33 @@ class AuditTrail:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def record(self, key: ApiKey, channel: str, result: Decision | BatchCheckResponse) -> None:
+        self._queue(audit_record(channel, key.department, key.key_id, result))
+
+    def record_replay(self, key: ApiKey, decision_json: bytes) -> None:
+        self._queue(replay_record(key.department, key.key_id, decision_json))
+
+    def _queue(self, record: dict) -> None:
         try:
-            self.queue.put_nowait(audit_record(channel, key.department, key.key_id, result))
+            self.queue.put_nowait(record)
         except asyncio.QueueFull:
             audit_dropped_total.inc()
-            log.error("audit queue full: a record of %s was dropped", result.request_id)
+            log.error("audit queue full: a record of %s was dropped", record["request_id"])
 
     async def _drain(self, ready: Callable[[], bool]) -> None:
         while True:
             record = await self.queue.get()
+            try:
+                value = orjson.dumps(record)
+            except TypeError as exc:  # a bug, not a broker outage: retrying would never end
+                audit_dropped_total.inc()
+                log.error("audit record of %s not serialisable: %s", record["request_id"], exc)
+                continue
             while True:
                 try:
                     if not ready():
                         await self.producer.start()
                     await self.producer.send(
-                        self.topic, key=record["department"].encode(), value=orjson.dumps(record)
+                        self.topic, key=record["department"].encode(), value=value
                     )
                     break
                 except asyncio.CancelledError:
