@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Request
@@ -47,9 +48,14 @@ def _field(loc: tuple[Any, ...]) -> str | None:
 
 
 async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return validation_response(exc.errors())
+
+
+def validation_response(errors: Sequence[Any]) -> JSONResponse:
+    """400 for a body that is not JSON, else 422; each error names its field and reason."""
     details = []
     status = 422
-    for err in exc.errors():
+    for err in errors:
         kind = err.get("type", "")
         if kind in ("json_invalid", "json_type"):
             status = 400
