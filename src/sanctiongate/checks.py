@@ -6,6 +6,7 @@ revision), so any number of API processes and workers can run side by side.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Sequence
@@ -54,9 +55,67 @@ def _unlisted_anomalies(subjects: Sequence[Subject], candidates: list[list[Store
             raise IdentifierNotListed(anomalies[0])
 
 
+Lookup = tuple[str | None, str]  # (identifier or None, normalised name)
+Found = tuple[IndexMeta, list[list[StoredEntry]]]
+
+
+class CoalescedReads:
+    """Concurrent checks of one process share their Redis round trips.
+
+    A check's lookups join the next pipeline; while one pipeline is in flight the next one fills
+    up. Under load one round trip (and one read of the index meta) serves many checks; a lone
+    check waits for nothing but the loop's next turn. Each pipeline still re-reads the meta, so
+    a generation switch or a wipe is detected for every check it serves.
+    """
+
+    def __init__(self, index: SanctionIndex) -> None:
+        self.index = index
+        self._waiting: list[tuple[str, list[Lookup], asyncio.Future[Found]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def candidates(self, gen: str, lookups: list[Lookup]) -> Found:
+        future: asyncio.Future[Found] = asyncio.get_running_loop().create_future()
+        self._waiting.append((gen, lookups, future))
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        waiting: list[tuple[str, list[Lookup], asyncio.Future[Found]]] = []
+        try:
+            while self._waiting:
+                waiting, self._waiting = self._waiting, []
+                for gen in {gen for gen, _, _ in waiting}:
+                    await self._serve(gen, [(ls, f) for g, ls, f in waiting if g == gen])
+        finally:
+            self._drainer = None
+            for _, _, future in [*waiting, *self._waiting]:
+                if not future.done():  # cancelled mid-way (shutdown): nobody waits forever
+                    future.set_exception(IndexUnavailable("shutting_down", "the API is stopping"))
+            self._waiting = []
+
+    async def _serve(
+        self, gen: str, waiting: list[tuple[list[Lookup], asyncio.Future[Found]]]
+    ) -> None:
+        lookups = [lookup for some, _ in waiting for lookup in some]
+        try:
+            meta, found = await self.index.candidates(gen, lookups)
+        except Exception as exc:
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        position = 0
+        for some, future in waiting:
+            if not future.done():  # its request may have been cancelled meanwhile
+                future.set_result((meta, found[position : position + len(some)]))
+            position += len(some)
+
+
 class Checker:
     def __init__(self, index: SanctionIndex) -> None:
         self.index = index
+        self.reads = CoalescedReads(index)
         self._gen: str | None = None
         self._catalogue: Catalogue = Catalogue()
         self._catalogue_key: tuple[str | None, int] | None = None
@@ -69,18 +128,21 @@ class Checker:
             self._catalogue_key = key
         return self._catalogue
 
-    async def lookup(
-        self, subjects: Sequence[Subject]
-    ) -> tuple[IndexMeta, list[list[StoredEntry]]]:
-        """Candidate entries per subject; :class:`IndexUnavailable` when the index can't answer."""
+    async def lookup(self, subjects: Sequence[Subject], coalesce: bool = False) -> Found:
+        """Candidate entries per subject; :class:`IndexUnavailable` when the index can't answer.
+
+        ``coalesce``: share the round trip with concurrent checks (small checks; a big batch
+        reads on its own so that it never delays them).
+        """
         lookups = [(s.identifier, normalise_name(s.name)) for s in subjects]
+        read = self.reads.candidates if coalesce else self.index.candidates
         try:
             for _ in range(3):
                 if self._gen is None:
                     self._gen = (await self.index.serving_meta()).gen
                 assert self._gen is not None
                 try:
-                    return await self.index.candidates(self._gen, lookups)
+                    return await read(self._gen, lookups)
                 except GenerationChanged:
                     self._gen = None
         except (RedisError, OSError) as exc:
@@ -92,9 +154,9 @@ class Checker:
         raise IndexUnavailable("index_switching", "the index switched generation repeatedly")
 
     async def assess(
-        self, subjects: Sequence[Subject], matter: Matter, now: datetime
+        self, subjects: Sequence[Subject], matter: Matter, now: datetime, coalesce: bool = False
     ) -> tuple[IndexMeta, list[SubjectAssessment]]:
-        meta, candidates = await self.lookup(subjects)
+        meta, candidates = await self.lookup(subjects, coalesce)
         _unlisted_anomalies(subjects, candidates)
         try:
             catalogue = await self.catalogue(meta)
@@ -115,7 +177,7 @@ class Checker:
         now: datetime | None = None,
     ) -> Decision:
         now = now or datetime.now(UTC)
-        meta, assessments = await self.assess(subjects, matter, now)
+        meta, assessments = await self.assess(subjects, matter, now, coalesce=True)
         return Decision(
             request_id=request_id or new_request_id(),
             department=department,

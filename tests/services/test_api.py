@@ -126,6 +126,25 @@ async def test_check_answers_decision_with_hits_in_request_order(
     assert decision["as_of"]["event_time"] is not None
 
 
+async def test_concurrent_checks_each_get_their_own_answer(
+    http: httpx.AsyncClient, listed: Listed
+) -> None:
+    """Concurrent checks share Redis round trips; the answers must not get mixed up."""
+    codes = [listed.code if i % 3 == 0 else uscc() for i in range(60)]
+    answers = await asyncio.gather(
+        *(
+            http.post("/v1/checks", json=check_body(org(code, f"公司{i}")))
+            for i, code in enumerate(codes)
+        )
+    )
+    for i, (code, answer) in enumerate(zip(codes, answers, strict=True)):
+        assert answer.status_code == 200, answer.text
+        decision = answer.json()
+        assert decision["subjects"][0]["name"] == f"公司{i}"
+        assert decision["subjects"][0]["identifier"] == code
+        assert decision["decision"] == ("block" if code == listed.code else "pass")
+
+
 async def test_check_with_bad_check_character_is_422_unless_listed(
     http: httpx.AsyncClient,
 ) -> None:
