@@ -228,14 +228,15 @@ def single_checks(name: str, url: str, work: Path, bodies: Path, token: str, a: 
 
 
 def paced(
-    name: str, url: str, work: Path, bodies: Path, token: str, peak: Run, a: argparse.Namespace
-) -> Run:  # type: ignore[no-untyped-def]
-    connections = 16
-    delay = max(1, round(connections * 1000 / (peak.rps / 2) - peak.p50_ms))
-    r = wrk(url, script(work, f"{name}-half", bodies, token, delay), connections, a.duration)
+    name: str, url: str, work: Path, bodies: Path, token: str, peak: Run, idle: Run, seconds: float
+) -> Run:
+    """About half the peak rate: 8 connections, each pausing so that it sends its share."""
+    connections = 8
+    delay = max(1, round(connections * 1000 / (peak.rps / 2) - idle.p50_ms))
+    r = wrk(url, script(work, f"{name}-half", bodies, token, delay), connections, seconds)
     print(
         f"  {name:9} ~half peak: {r.rps:9.0f} checks/s   p50 {r.p50_ms:6.2f} ms   "
-        f"p99 {r.p99_ms:6.2f} ms   ({connections} connections, {delay} ms pause)",
+        f"p99 {r.p99_ms:6.2f} ms   ({connections} connections, {delay} ms pause each)",
         flush=True,
     )
     return r
@@ -368,9 +369,11 @@ def main() -> int:
                 ratio = results["api"][c].rps / results["baseline"][c].rps
                 print(f"  ratio api/baseline at c={c}: {ratio:.2f}x")
         peak = max(results["api"].values(), key=lambda r: r.rps)
-        paced("api", url, work, bodies, token, peak, a)
+        idle = results["api"][min(a.concurrency)]
+        paced("api", url, work, bodies, token, peak, idle, a.duration)
         print("bulk comparison (10,000 subjects per batch, 10% listed):", flush=True)
         asyncio.run(batches(url, token, listed, a.batches))
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         for proc in servers.values():
             proc.terminate()

@@ -250,6 +250,7 @@ async def test_feedback_is_published_to_the_feedback_topic(
     response = await http.post("/v1/feedback", json=feedback(request_id))
     assert response.status_code == 202, response.text
     assert response.json()["request_id"] == request_id
+    assert response.json()["as_of"]["event_time"] is not None
 
     values = await consume_until(
         stack,
@@ -281,6 +282,7 @@ async def test_index_status_counts_entries_per_list_type(
     counts = {(c["polarity"], c["list_type"]): c["entries"] for c in status["entries"]}
     assert counts[("black", "dishonest_judgment_debtor")] >= 1
     assert status["newest_event_time"] is not None
+    assert status["as_of"]["event_time"] == status["newest_event_time"]
 
 
 async def test_health_readiness_and_metrics_need_no_key(stack: Stack) -> None:

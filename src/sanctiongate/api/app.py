@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -27,6 +28,7 @@ from .. import metrics
 from ..checks import Checker, IdentifierNotListed, as_of
 from ..domain.identifiers import IdentifierError, IdentifierKind, parse_any
 from ..domain.models import (
+    AsOf,
     BatchCheckRequest,
     BatchCheckResponse,
     CheckRequest,
@@ -92,13 +94,24 @@ class Services:
             acks="all",
             linger_ms=5,
         )
+        self._kafka_lock = asyncio.Lock()
         self.audit = AuditTrail(self.producer, self.settings.topic_audit)
-        try:
-            await asyncio.wait_for(self.producer.start(), 15)
-            self.kafka_ready = True
-        except Exception as exc:
-            log.warning("Kafka unreachable at start (%s): audit records are buffered", exc)
-        self.audit.start(lambda: self.kafka_ready)
+        if not await self.ensure_kafka(timeout=15):
+            log.warning("Kafka unreachable at start: audit records are buffered")
+        self.audit.start(self.ensure_kafka)
+
+    async def ensure_kafka(self, timeout: float = 5) -> bool:
+        """Start the producer if it isn't yet (the broker may have been down at start)."""
+        if self.kafka_ready:
+            return True
+        async with self._kafka_lock:
+            if not self.kafka_ready:
+                try:
+                    await asyncio.wait_for(self.producer.start(), timeout)
+                    self.kafka_ready = True
+                except Exception as exc:
+                    log.warning("Kafka unreachable: %s", exc)
+        return self.kafka_ready
 
     async def stop(self) -> None:
         await self.audit.stop()
@@ -210,14 +223,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Execution feedback (执行反馈), published to ``sanction.feedback``."""
         if body.department != key.department and "*" not in key.scopes:
             raise ApiError(403, "out_of_scope", "feedback for another department", "department")
-        if not services.kafka_ready:
-            raise ApiError(503, "kafka_unavailable", "the broker cannot be reached; retry")
+        unavailable = ApiError(503, "kafka_unavailable", "the broker cannot be reached; retry")
+        if not await services.ensure_kafka():
+            raise unavailable
         payload = body.model_dump_json(by_alias=True).encode()
-        await services.producer.send_and_wait(
-            settings.topic_feedback, key=body.request_id.encode(), value=payload
-        )
+        try:
+            await asyncio.wait_for(
+                services.producer.send_and_wait(
+                    settings.topic_feedback, key=body.request_id.encode(), value=payload
+                ),
+                10,
+            )
+        except (KafkaError, TimeoutError):
+            raise unavailable from None
         metrics.feedback_total.labels(outcome=body.outcome).inc()
-        return FeedbackAccepted(request_id=body.request_id, accepted_at=datetime.now(UTC))
+        now = datetime.now(UTC)
+        try:
+            fresh: AsOf | None = as_of(await services.index.read_meta(), now)
+        except (RedisError, OSError):
+            fresh = None  # the feedback is on the topic: the index's state doesn't change that
+        return FeedbackAccepted(request_id=body.request_id, accepted_at=now, as_of=fresh)
 
     @app.get("/v1/index/status", response_model=IndexStatus, tags=["index"])
     async def index_status(key: Caller) -> IndexStatus:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import orjson
@@ -83,8 +83,8 @@ class AuditTrail:
         self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, ready: Callable[[], bool]) -> None:
-        self._task = asyncio.create_task(self._drain(ready), name="audit")
+    def start(self, connected: Callable[[], Awaitable[bool]]) -> None:
+        self._task = asyncio.create_task(self._drain(connected), name="audit")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -107,7 +107,7 @@ class AuditTrail:
             audit_dropped_total.inc()
             log.error("audit queue full: a record of %s was dropped", record["request_id"])
 
-    async def _drain(self, ready: Callable[[], bool]) -> None:
+    async def _drain(self, connected: Callable[[], Awaitable[bool]]) -> None:
         while True:
             record = await self.queue.get()
             try:
@@ -118,8 +118,9 @@ class AuditTrail:
                 continue
             while True:
                 try:
-                    if not ready():
-                        await self.producer.start()
+                    if not await connected():
+                        await asyncio.sleep(1)
+                        continue
                     await self.producer.send(
                         self.topic, key=record["department"].encode(), value=value
                     )

@@ -14,6 +14,7 @@ from ..index import IndexMeta
 class FeedbackAccepted(BaseModel):
     request_id: str
     accepted_at: datetime
+    as_of: AsOf | None = Field(description="the index's freshness; null if it can't be read now")
 
 
 class MaskedRelatedPerson(BaseModel):
@@ -63,6 +64,7 @@ class IndexStatus(BaseModel):
     lag_seconds: float | None
     rebuild_started_at: datetime | None
     workers: int
+    as_of: AsOf
 
     @classmethod
     def build(cls, meta: IndexMeta, counts: dict[tuple[str, str], int], as_of: AsOf) -> IndexStatus:
@@ -78,6 +80,7 @@ class IndexStatus(BaseModel):
             lag_seconds=as_of.lag_seconds,
             rebuild_started_at=datetime.fromisoformat(started) if started else None,
             workers=len(meta.workers()),
+            as_of=as_of,
         )
 
 
