@@ -17,7 +17,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .domain.catalogue import Catalogue
 from .domain.decisions import SubjectAssessment, assess_subject, combined_incentives, strongest
-from .domain.identifiers import normalise_name
+from .domain.identifiers import normalise_name, resident_id_check_char, uscc_check_char
 from .domain.models import (
     AsOf,
     BatchCheckResponse,
@@ -46,9 +46,21 @@ class IdentifierNotListed(Exception):
         )
 
 
+def _check_character_fails(subject: Subject) -> bool:
+    """The model has normalised the code already: only its check character is left to compute
+    (Subject.identifier_anomalies would parse it again, for every subject of a batch)."""
+    if subject.uscc:
+        return uscc_check_char(subject.uscc[:17]) != subject.uscc[17]
+    if subject.id_number:
+        return resident_id_check_char(subject.id_number[:17]) != subject.id_number[17]
+    return False
+
+
 def _unlisted_anomalies(subjects: Sequence[Subject], candidates: list[list[StoredEntry]]) -> None:
     """A code whose check fails is accepted only when exactly that code is listed."""
     for i, (subject, found) in enumerate(zip(subjects, candidates, strict=True)):
+        if not _check_character_fails(subject):
+            continue
         anomalies = subject.identifier_anomalies(f"subjects.{i}")
         if not anomalies:
             continue
@@ -148,23 +160,31 @@ class ScriptedReads:
 class CoalescedReads:
     """Concurrent checks of one process share their Redis round trips.
 
-    A check's lookups join the next pipeline; while one pipeline is in flight the next one fills
-    up. Under load one round trip (and one read of the index meta) serves many checks; a lone
-    check waits for nothing but the loop's next turn. Each pipeline still re-reads the meta, so
-    a generation switch or a wipe is detected for every check it serves.
+    With no read in flight a check reads at once; while one is in flight the checks that
+    arrive queue up and go together in the next read. Under load one round trip (and one read
+    of the index meta) serves many checks; a lone check waits for nothing. Each read still
+    re-reads the meta, so a generation switch or a wipe is detected for every check it serves.
     """
 
     def __init__(self, index: SanctionIndex, reads: ScriptedReads) -> None:
         self.index = index
         self.reads = reads
         self._waiting: list[tuple[str, list[Lookup], asyncio.Future[Found]]] = []
+        self._busy = False  # a read is in flight
         self._drainer: asyncio.Task[None] | None = None
 
     async def candidates(self, gen: str, lookups: list[Lookup]) -> Found:
+        if not self._busy:
+            self._busy = True
+            try:
+                return await self.reads.candidates(gen, lookups)
+            finally:
+                self._busy = False
+                if self._waiting:
+                    self._busy = True
+                    self._drainer = asyncio.create_task(self._drain())
         future: asyncio.Future[Found] = asyncio.get_running_loop().create_future()
         self._waiting.append((gen, lookups, future))
-        if self._drainer is None:
-            self._drainer = asyncio.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
@@ -175,7 +195,7 @@ class CoalescedReads:
                 for gen in {gen for gen, _, _ in waiting}:
                     await self._serve(gen, [(ls, f) for g, ls, f in waiting if g == gen])
         finally:
-            self._drainer = None
+            self._busy, self._drainer = False, None
             for _, _, future in [*waiting, *self._waiting]:
                 if not future.done():  # cancelled mid-way (shutdown): nobody waits forever
                     future.set_exception(IndexUnavailable("shutting_down", "the API is stopping"))

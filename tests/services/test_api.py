@@ -146,11 +146,27 @@ async def test_concurrent_checks_each_get_their_own_answer(
 
 
 async def test_check_with_bad_check_character_is_422_unless_listed(
-    http: httpx.AsyncClient,
+    stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient
 ) -> None:
     response = await http.post("/v1/checks", json=check_body(org(with_bad_check(uscc()))))
     error = assert_error(response, 422, "identifier_check_failed")
     assert error["field"] == "subjects.0.uscc"
+    slip = with_bad_check(id_number())
+    response = await http.post("/v1/checks", json=check_body(org(uscc()), person(slip)))
+    assert assert_error(response, 422, "identifier_check_failed")["field"] == "subjects.1.id_number"
+    assert slip not in response.text
+
+    # A register's code that fails its check (SPEC §2) is checked as listed, once it is listed.
+    odd = with_bad_check(uscc())
+    await send(
+        producer, stack.settings.topic_list_changes, list_change("odd-1", 1, subject=org(odd))
+    )
+
+    async def blocked() -> bool:
+        response = await http.post("/v1/checks", json=check_body(org(odd)))
+        return response.status_code == 200 and response.json()["decision"] == "block"
+
+    await eventually(blocked)
 
 
 # --- POST /v1/checks/batch ------------------------------------------------------------------
