@@ -153,6 +153,26 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float  # server processes' + Redis's CPU time per check: robust to a busy machine
+
+
+def _tree_cpu_seconds(roots: list[int]) -> float:
+    """utime + stime of the given processes and all their descendants, from /proc."""
+    stats: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        stats[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    wanted, frontier = set(roots), list(roots)
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _) in stats.items() if ppid == parent]
+        wanted.update(children)
+        frontier.extend(children)
+    return sum(stats[pid][1] for pid in wanted if pid in stats)
 
 
 def _ms(text: str) -> float:
@@ -160,13 +180,16 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, script: Path, connections: int, seconds: float) -> Run:
+def wrk(url: str, script: Path, connections: int, seconds: int, pids: list[int]) -> Run:
+    cpu_before = _tree_cpu_seconds(pids)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    cpu = _tree_cpu_seconds(pids) - cpu_before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: .*", out)
@@ -177,6 +200,7 @@ def wrk(url: str, script: Path, connections: int, seconds: float) -> Run:
         p50_ms=_ms(latency["50"]),
         p99_ms=_ms(latency["99"]),
         errors=int(errors.group(1)) if errors else 0,
+        cpu_us=cpu / max(requests, 1) * 1e6,
     )
 
 
@@ -205,6 +229,14 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise SystemExit(f"{url} not ready in {timeout}s")
 
 
+async def _redis_pid(url: str) -> int:
+    redis = Redis.from_url(url)
+    try:
+        return int((await redis.info("server"))["process_id"])
+    finally:
+        await redis.aclose()
+
+
 def free_port() -> int:
     import socket
 
@@ -213,22 +245,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+Target = tuple[str, list[int]]  # URL, and the processes whose CPU a check costs
+
+
 def single_checks(
-    targets: dict[str, str], work: Path, bodies: Path, token: str, a: argparse.Namespace
+    targets: dict[str, Target], work: Path, bodies: Path, token: str, a: argparse.Namespace
 ) -> dict[str, dict[int, Run]]:
     """Each concurrency: the servers take turns, ``--rounds`` times; the median run counts.
 
     Taking turns matters on a shared machine: a burst of someone else's load then hits both.
     """
-    for name, url in targets.items():
-        wrk(url, script(work, f"{name}-warm", bodies, token), 8, 2)
+    for name, (url, pids) in targets.items():
+        wrk(url, script(work, f"{name}-warm", bodies, token), 8, 2, pids)
     medians: dict[str, dict[int, Run]] = {name: {} for name in targets}
     for c in a.concurrency:
         runs: dict[str, list[Run]] = {name: [] for name in targets}
         for _ in range(a.rounds):
-            for name, url in targets.items():
+            for name, (url, pids) in targets.items():
                 runs[name].append(
-                    wrk(url, script(work, f"{name}-{c}", bodies, token), c, a.duration)
+                    wrk(url, script(work, f"{name}-{c}", bodies, token), c, a.duration, pids)
                 )
         for name in targets:
             r = sorted(runs[name], key=lambda run: run.rps)[len(runs[name]) // 2]
@@ -236,7 +271,8 @@ def single_checks(
             spread = ", ".join(f"{run.rps:.0f}" for run in runs[name])
             print(
                 f"  {name:9} c={c:<3} {r.rps:7.0f} checks/s  p50 {r.p50_ms:6.2f} ms  "
-                f"p99 {r.p99_ms:6.2f} ms  non-2xx {r.errors}  (runs: {spread})",
+                f"p99 {r.p99_ms:6.2f} ms  CPU {r.cpu_us:4.0f} µs/check  non-2xx {r.errors}  "
+                f"(runs: {spread})",
                 flush=True,
             )
         if len(targets) == 2:
@@ -246,21 +282,31 @@ def single_checks(
 
 
 def paced(
-    name: str, url: str, work: Path, bodies: Path, token: str, peak: Run, idle: Run, seconds: float
+    name: str,
+    target: Target,
+    work: Path,
+    bodies: Path,
+    token: str,
+    peak: Run,
+    idle: Run,
+    seconds: int,
 ) -> Run:
     """About half the peak rate: 8 connections, each pausing so that it sends its share."""
     connections = 8
     delay = max(1, round(connections * 1000 / (peak.rps / 2) - idle.p50_ms))
-    r = wrk(url, script(work, f"{name}-half", bodies, token, delay), connections, seconds)
+    url, pids = target
+    r = wrk(url, script(work, f"{name}-half", bodies, token, delay), connections, seconds, pids)
     print(
         f"  {name:9} ~half peak: {r.rps:9.0f} checks/s   p50 {r.p50_ms:6.2f} ms   "
-        f"p99 {r.p99_ms:6.2f} ms   ({connections} connections, {delay} ms pause each)",
+        f"p99 {r.p99_ms:6.2f} ms   CPU {r.cpu_us:4.0f} µs/check   "
+        f"({connections} connections, {delay} ms pause each)",
         flush=True,
     )
     return r
 
 
-async def batches(url: str, token: str, listed: list[str], rounds: int) -> None:
+async def batches(target: Target, token: str, listed: list[str], rounds: int) -> None:
+    url, pids = target
     bodies = []
     for b in range(rounds + 1):
         subjects = [
@@ -276,6 +322,7 @@ async def batches(url: str, token: str, listed: list[str], rounds: int) -> None:
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
         (await client.post("/v1/checks/batch", content=bodies[0])).raise_for_status()  # warm-up
         for parallel in (1, 2):
+            cpu_before = _tree_cpu_seconds(pids)
             started = time.perf_counter()
             for i in range(0, rounds, parallel):
                 answers = await asyncio.gather(
@@ -287,9 +334,11 @@ async def batches(url: str, token: str, listed: list[str], rounds: int) -> None:
                 for answer in answers:
                     answer.raise_for_status()
             elapsed = time.perf_counter() - started
+            cpu_us = (_tree_cpu_seconds(pids) - cpu_before) / (rounds * 10_000) * 1e6
             print(
                 f"  batch     {parallel} at a time: {rounds * 10_000 / elapsed:9.0f} subjects/s "
-                f"({elapsed / rounds * 1000:.0f} ms per 10,000-subject batch)",
+                f"({elapsed / rounds * 1000:.0f} ms per 10,000-subject batch; "
+                f"CPU {cpu_us:.0f} µs/subject)",
                 flush=True,
             )
 
@@ -298,7 +347,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn processes for each server")
-    parser.add_argument("--duration", type=float, default=4, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per server and concurrency")
     parser.add_argument(
         "--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 8, 64]
@@ -323,6 +372,7 @@ def main() -> int:
     }
     settings = Settings(**own, kafka_bootstrap=base.kafka_bootstrap, redis_url=base.redis_url)
     _, token = KeyStore(work / "keys.json").create("bench", ["*"], "bench")
+    print(f"load average before: {os.getloadavg()[0]:.1f} (the machine is shared)")
     print(
         f"sanctiongate API bench: {os.cpu_count()} CPUs, {a.workers} uvicorn worker(s) each, "
         f"Redis {settings.redis_url}, Kafka {settings.kafka_bootstrap}",
@@ -377,17 +427,19 @@ def main() -> int:
     try:
         wait_ready(f"http://127.0.0.1:{api_port}/readyz", servers["api"])
         url = f"http://127.0.0.1:{api_port}"
-        targets = {"api": url}
+        redis_pid = asyncio.run(_redis_pid(settings.redis_url))
+        targets = {"api": (url, [servers["api"].pid, redis_pid])}
         if "baseline" in servers:
-            targets["baseline"] = f"http://127.0.0.1:{base_port}"
-            wait_ready(f"{targets['baseline']}/docs", servers["baseline"])
+            base_url = f"http://127.0.0.1:{base_port}"
+            targets["baseline"] = (base_url, [servers["baseline"].pid, redis_pid])
+            wait_ready(f"{base_url}/docs", servers["baseline"])
         print("single checks (one organisation each, 20% listed):", flush=True)
         results = single_checks(targets, work, bodies, token, a)
         peak = max(results["api"].values(), key=lambda r: r.rps)
         idle = results["api"][min(a.concurrency)]
-        paced("api", url, work, bodies, token, peak, idle, a.duration)
+        paced("api", targets["api"], work, bodies, token, peak, idle, a.duration)
         print("bulk comparison (10,000 subjects per batch, 10% listed):", flush=True)
-        asyncio.run(batches(url, token, listed, a.batches))
+        asyncio.run(batches(targets["api"], token, listed, a.batches))
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         for proc in servers.values():
