@@ -169,8 +169,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(OSError, on_redis_error)
     app.add_exception_handler(Exception, on_unexpected)
 
-    app.add_middleware(FastChecks, services=services)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # outermost: wraps FastChecks
+    framework_stack = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        # Outside Starlette's own layers (error, telemetry, body-limit middleware and their
+        # send wrappers): the checks pay for none of them. FastChecks answers every error itself.
+        inner = framework_stack()
+        return BodyLimit(FastChecks(inner, services), limit=settings.max_body_bytes)
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
     @app.post(
         "/v1/checks",
@@ -298,8 +305,15 @@ class FastChecks:
         if content_type is not None and not content_type.startswith(b"application/json"):
             await self.app(scope, receive, send)  # the framework's answer for other bodies
             return
-        response = await self._answer(*call, headers, receive)
-        await response(scope, receive, send)
+        answer = await self._answer(*call, headers, receive)
+        if isinstance(answer, Response):
+            await answer(scope, receive, send)
+            return
+        length = str(len(answer)).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", length)
+        ]})  # fmt: skip
+        await send({"type": "http.response.body", "body": answer})
 
     async def _answer(
         self,
@@ -307,7 +321,8 @@ class FastChecks:
         run: Runner,
         headers: dict[bytes, bytes],
         receive: Receive,
-    ) -> Response:
+    ) -> bytes | Response:
+        """The decision JSON, or the error response."""
         try:
             key = authenticate(self.services.keys, _bearer(headers.get(b"authorization")))
             raw = await _body(receive)
@@ -319,7 +334,7 @@ class FastChecks:
                 return validation_response(
                     [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
                 )
-            return Response(await run(self.services, key, body), media_type=JSON)
+            return await run(self.services, key, body)
         except ApiError as exc:
             return await on_api_error(None, exc)  # type: ignore[arg-type]
         except StarletteHTTPException as exc:  # 413 from BodyLimit while the body streamed in
@@ -328,6 +343,9 @@ class FastChecks:
             return await on_unavailable(None, exc)  # type: ignore[arg-type]
         except (RedisError, OSError) as exc:
             return await on_redis_error(None, exc)  # type: ignore[arg-type]
+        except Exception as exc:  # outside ServerErrorMiddleware: never let uvicorn answer 500
+            log.exception("check failed")
+            return await on_unexpected(None, exc)  # type: ignore[arg-type]
 
 
 def _bearer(header: bytes | None) -> HTTPAuthorizationCredentials | None:
