@@ -655,3 +655,30 @@ def test_schemathesis_finds_no_server_error_and_no_nonconforming_response(
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "0 generated" not in run.stdout
+
+
+async def test_broker_down_checks_still_answer_and_feedback_is_503(
+    stack: Stack, listed: Listed
+) -> None:
+    """The audit trail buffers while the broker is away; feedback cannot, so it says so."""
+    port = free_port()
+    no_kafka = Process(
+        f"api-nokafka-{stack.ns}",
+        ["api"],
+        {
+            **stack.env,
+            "SANCTIONGATE_API_PORT": str(port),
+            "SANCTIONGATE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        },
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", 60, proc=no_kafka)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=stack.headers(), timeout=20
+        ) as client:
+            decision = await client.post("/v1/checks", json=check_body(org(listed.code)))
+            assert decision.status_code == 200 and decision.json()["decision"] == "block"
+            response = await client.post("/v1/feedback", json=feedback("fb-no-broker"))
+            assert_error(response, 503, "kafka_unavailable")
+    finally:
+        no_kafka.stop()
