@@ -652,6 +652,7 @@ def test_schemathesis_finds_no_server_error_and_no_nonconforming_response(
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,  # its example database and reports stay out of the work tree
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "0 generated" not in run.stdout
