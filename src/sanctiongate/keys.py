@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 TOKEN_PREFIX = "sg"
+SCOPE = re.compile(r"^([a-z][a-z0-9_]*|\*)$")  # a matter category, or * for all
 
 
 @dataclass(frozen=True)
@@ -38,19 +40,21 @@ class ApiKey:
 class KeyStore:
     path: Path
     _keys: dict[str, ApiKey] = field(default_factory=dict)
-    _mtime: float | None = None
+    _seen: tuple[int, int, int] | None = None
 
     def load(self) -> None:
+        """Re-read the file when it changed (a save replaces it: new inode, new mtime)."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
-            self._keys, self._mtime = {}, None
+            self._keys, self._seen = {}, None
             return
-        if stat.st_mtime == self._mtime:
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if seen == self._seen:
             return
         raw = json.loads(self.path.read_text(encoding="utf-8"))
         self._keys = {k["key_id"]: ApiKey(**k) for k in raw.get("keys", [])}
-        self._mtime = stat.st_mtime
+        self._seen = seen
 
     def all(self) -> list[ApiKey]:
         self.load()
@@ -68,6 +72,11 @@ class KeyStore:
         return key if hmac.compare_digest(digest, key.secret_sha256) else None
 
     def create(self, department: str, scopes: list[str], label: str = "") -> tuple[ApiKey, str]:
+        department = department.strip()
+        if not department:
+            raise ValueError("a key belongs to a department: give its name")
+        if not scopes or not all(SCOPE.match(s) for s in scopes):
+            raise ValueError(f"scopes are matter categories (a-z, 0-9, _) or *: got {scopes!r}")
         self.load()
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32).replace("_", "-")
@@ -100,4 +109,4 @@ class KeyStore:
             out.write(body)
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)  # atomic: a reader never sees half a file
-        self._mtime = None
+        self._seen = None

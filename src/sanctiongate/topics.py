@@ -14,6 +14,9 @@ from .streams.deadletter import DEAD_LETTER_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
+# Kafka header naming the sanctiongate process that produced a record (e.g. HTTP feedback).
+ORIGIN_HEADER = "sg-origin"
+
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
     compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}

@@ -5,32 +5,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import metrics
 from ..checks import Checker, IdentifierNotListed, as_of
 from ..domain.identifiers import IdentifierError, IdentifierKind, parse_any
 from ..domain.models import (
+    AsOf,
     BatchCheckRequest,
     BatchCheckResponse,
     CheckRequest,
     Decision,
-    Feedback,
     Matter,
 )
 from ..index import IndexUnavailable, Layout, SanctionIndex
+from ..index.ledger import Ledger
 from ..keys import ApiKey, KeyStore
 from ..settings import Settings, get_settings
+from ..topics import ORIGIN_HEADER
 from .audit import AuditTrail
 from .errors import (
     ApiError,
@@ -41,19 +49,35 @@ from .errors import (
     on_unavailable,
     on_unexpected,
     on_validation_error,
+    validation_response,
 )
-from .schemas import FeedbackAccepted, IndexStatus, SubjectEntries, subject_entries
+from .idempotency import Idempotency, fingerprint
+from .schemas import (
+    FeedbackAccepted,
+    FeedbackRequest,
+    IndexStatus,
+    SubjectEntries,
+    subject_entries,
+)
+from .transport import BodyLimit, OrjsonRoute
 
 log = logging.getLogger(__name__)
 
 ERRORS = {
-    400: {"model": ErrorBody, "description": "not JSON"},
+    400: {"model": ErrorBody, "description": "the body is not JSON (or not UTF-8, or too deep)"},
     401: {"model": ErrorBody, "description": "no valid API key"},
     403: {"model": ErrorBody, "description": "matter category outside the key's scope"},
     413: {"model": ErrorBody, "description": "body too large"},
     422: {"model": ErrorBody, "description": "a field is invalid (named in the body)"},
     503: {"model": ErrorBody, "description": "the index cannot answer now (never a pass)"},
 }
+CONFLICT = {
+    409: {
+        "model": ErrorBody,
+        "description": "the request_id was already used for a different request",
+    }
+}
+JSON = "application/json"
 
 
 class Services:
@@ -64,7 +88,18 @@ class Services:
             self.redis, Layout(prefix=settings.index_prefix), settings.serve_during_rebuild
         )
         self.checker = Checker(self.index)
+        self.idempotency = Idempotency(
+            self.redis, self.index.layout, settings.idempotency_ttl_seconds
+        )
         self.keys = KeyStore(settings.keys_file)
+        # Block/review decisions owe feedback and answer a later `approved` event (SPEC §3).
+        self.ledger = Ledger(
+            self.redis,
+            self.index.layout,
+            lookback_seconds=settings.lookback_days * 86400,
+            feedback_sla_seconds=settings.feedback_sla_seconds,
+            decision_ttl_seconds=settings.decision_ttl_seconds,
+        )
         self.kafka_ready = False
 
     async def start(self) -> None:
@@ -75,13 +110,24 @@ class Services:
             acks="all",
             linger_ms=5,
         )
+        self._kafka_lock = asyncio.Lock()
         self.audit = AuditTrail(self.producer, self.settings.topic_audit)
-        try:
-            await asyncio.wait_for(self.producer.start(), 15)
-            self.kafka_ready = True
-        except Exception as exc:
-            log.warning("Kafka unreachable at start (%s): audit records are buffered", exc)
-        self.audit.start(lambda: self.kafka_ready)
+        if not await self.ensure_kafka(timeout=15):
+            log.warning("Kafka unreachable at start: audit records are buffered")
+        self.audit.start(self.ensure_kafka)
+
+    async def ensure_kafka(self, timeout: float = 5) -> bool:
+        """Start the producer if it isn't yet (the broker may have been down at start)."""
+        if self.kafka_ready:
+            return True
+        async with self._kafka_lock:
+            if not self.kafka_ready:
+                try:
+                    await asyncio.wait_for(self.producer.start(), timeout)
+                    self.kafka_ready = True
+                except Exception as exc:
+                    log.warning("Kafka unreachable: %s", exc)
+        return self.kafka_ready
 
     async def stop(self) -> None:
         await self.audit.stop()
@@ -90,12 +136,20 @@ class Services:
         await self.redis.aclose()
 
 
-def caller(request: Request) -> ApiKey:
-    """The API key of the request (401 without a valid one)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    keys: KeyStore = request.app.state.services.keys
-    key = keys.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+bearer = HTTPBearer(auto_error=False, description="an API key from `sanctiongate keys create`")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def caller(request: Request, credentials: Credentials) -> ApiKey:
+    """The API key of the request (401 without a valid one).
+
+    ``async`` although it never awaits: FastAPI runs a plain ``def`` dependency in a thread.
+    """
+    return authenticate(request.app.state.services.keys, credentials)
+
+
+def authenticate(keys: KeyStore, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
+    key = keys.authenticate(credentials.credentials.strip()) if credentials else None
     if key is None:
         raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' is required")
     return key
@@ -123,6 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=ERRORS,  # type: ignore[arg-type]
     )
     app.state.services = services
+    app.router.route_class = OrjsonRoute
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(IndexUnavailable, on_unavailable)  # type: ignore[arg-type]
@@ -131,79 +186,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(OSError, on_redis_error)
     app.add_exception_handler(Exception, on_unexpected)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "payload_too_large",
-                        "message": f"the body exceeds {settings.max_body_bytes} bytes",
-                        "field": None,
-                    },
-                    "errors": [],
-                },
-                status_code=413,
-            )
-        return await call_next(request)
+    framework_stack = app.build_middleware_stack
 
-    def in_scope(key: ApiKey, matter: Matter) -> None:
-        if not key.may_check(matter.category):
-            raise ApiError(
-                403,
-                "out_of_scope",
-                f"this key may not check matter category {matter.category!r}",
-                "matter.category",
-            )
+    def build_middleware_stack() -> ASGIApp:
+        # Outside Starlette's own layers (error, telemetry, body-limit middleware and their
+        # send wrappers): the checks pay for none of them. FastChecks answers every error itself.
+        inner = framework_stack()
+        return BodyLimit(FastChecks(inner, services), limit=settings.max_body_bytes)
 
-    @app.post("/v1/checks", response_model=Decision, response_model_by_alias=True, tags=["checks"])
-    async def check(body: CheckRequest, key: Caller) -> Decision:
-        """One pre-approval check: may these subjects do this matter? → block / review / pass."""
-        in_scope(key, body.matter)
-        started = time.perf_counter()
-        if body.request_id:
-            cached = await _cached_decision(services, key.department, body.request_id)
-            if cached is not None:
-                return cached
-        try:
-            decision = await services.checker.check(
-                body.subjects, body.matter, key.department, body.request_id
-            )
-        except IdentifierNotListed as exc:
-            raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
-        if body.request_id:
-            await _remember_decision(services, key.department, decision)
-        _observe("http", decision.decision, body.matter.category, started)
-        services.audit.record(key, "check", decision)
-        return decision
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+
+    @app.post(
+        "/v1/checks",
+        response_model=Decision,
+        responses=CONFLICT,  # type: ignore[arg-type]
+        tags=["checks"],
+    )
+    async def check(body: CheckRequest, key: Caller) -> Response:
+        """One pre-approval check: may these subjects do this matter? → block / review / pass.
+
+        With a ``request_id`` the check is idempotent for its department: the same request
+        gets the same decision (from any API process) for ``idempotency_ttl_seconds``; the same
+        ``request_id`` with a different request gets 409 ``request_id_conflict``.
+        """
+        # Served by FastChecks below; the route documents the call and answers the bodies the
+        # fast path hands over (a content type other than JSON).
+        return Response(await run_check(services, key, body), media_type=JSON)
 
     @app.post("/v1/checks/batch", response_model=BatchCheckResponse, tags=["checks"])
-    async def batch(body: BatchCheckRequest, key: Caller) -> BatchCheckResponse:
-        """Bulk comparison (批量核查): one result per subject, in order."""
-        in_scope(key, body.matter)
-        if len(body.subjects) > settings.max_batch_subjects:
-            raise ApiError(
-                413,
-                "batch_too_large",
-                f"at most {settings.max_batch_subjects} subjects per batch",
-                "subjects",
-            )
-        started = time.perf_counter()
-        try:
-            response = await services.checker.batch(
-                body.subjects, body.matter, key.department, body.request_id
-            )
-        except IdentifierNotListed as exc:
-            raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
-        elapsed = time.perf_counter() - started
-        metrics.check_duration_seconds.labels(channel="batch").observe(elapsed)
-        for result in response.results:
-            metrics.checks_total.labels(
-                channel="batch", decision=result.decision, matter_category=body.matter.category
-            ).inc()
-        services.audit.record(key, "batch", response)
-        return response
+    async def batch(body: BatchCheckRequest, key: Caller) -> Response:
+        """Bulk comparison (批量核查): one result per subject, in order.
+
+        Each subject is judged on its own. ``request_id`` labels the batch (audit, response);
+        batches are not replayed from a cache: re-running one is harmless.
+        """
+        # Served by FastChecks, like /v1/checks.
+        return Response(await run_batch(services, key, body), media_type=JSON)
 
     @app.get("/v1/subjects/{identifier}", response_model=SubjectEntries, tags=["subjects"])
     async def subject(identifier: str, key: Caller) -> SubjectEntries:
@@ -213,7 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except IdentifierError as exc:
             raise ApiError(422, "malformed_identifier", exc.message, "identifier") from None
         meta = await services.index.serving_meta()
-        assert meta.gen is not None
+        assert meta.gen is not None  # serving_meta answers only for a built index
         stored = await services.index.entries_for_identifier(meta.gen, parsed.value)
         now = datetime.now(UTC)
         return subject_entries(
@@ -225,18 +243,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @app.post("/v1/feedback", status_code=202, response_model=FeedbackAccepted, tags=["feedback"])
-    async def feedback(body: Feedback, key: Caller) -> FeedbackAccepted:
+    async def feedback(body: FeedbackRequest, key: Caller) -> FeedbackAccepted:
         """Execution feedback (执行反馈), published to ``sanction.feedback``."""
         if body.department != key.department and "*" not in key.scopes:
             raise ApiError(403, "out_of_scope", "feedback for another department", "department")
-        if not services.kafka_ready:
-            raise ApiError(503, "kafka_unavailable", "the broker cannot be reached; retry")
+        unavailable = ApiError(503, "kafka_unavailable", "the broker cannot be reached; retry")
+        if not await services.ensure_kafka():
+            raise unavailable
         payload = body.model_dump_json(by_alias=True).encode()
-        await services.producer.send_and_wait(
-            settings.topic_feedback, key=body.request_id.encode(), value=payload
-        )
+        try:
+            await asyncio.wait_for(
+                services.producer.send_and_wait(
+                    settings.topic_feedback,
+                    key=body.request_id.encode(),
+                    value=payload,
+                    headers=[(ORIGIN_HEADER, b"api")],  # counted here, not again by the worker
+                ),
+                10,
+            )
+        except (KafkaError, TimeoutError):
+            raise unavailable from None
         metrics.feedback_total.labels(outcome=body.outcome).inc()
-        return FeedbackAccepted(request_id=body.request_id, accepted_at=datetime.now(UTC))
+        now = datetime.now(UTC)
+        try:
+            fresh: AsOf | None = as_of(await services.index.read_meta(), now)
+        except (RedisError, OSError):
+            fresh = None  # the feedback is on the topic: the index's state doesn't change that
+        return FeedbackAccepted(request_id=body.request_id, accepted_at=now, as_of=fresh)
 
     @app.get("/v1/index/status", response_model=IndexStatus, tags=["index"])
     async def index_status(key: Caller) -> IndexStatus:
@@ -266,20 +299,156 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+Runner = Callable[["Services", ApiKey, Any], Awaitable[bytes]]
+
+
+class FastChecks:
+    """``POST /v1/checks`` and ``/v1/checks/batch`` straight from ASGI to :func:`run_check` /
+    :func:`run_batch`: the service hall's hot path. It skips FastAPI's per-request machinery
+    (dependency solving, body → dict → model, exception middleware), which cost more than the
+    check itself; pydantic parses the bytes in one call. Same contract as the documented
+    routes (which stay for the OpenAPI document and other content types): same errors, bodies.
+    """
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self.calls: dict[str, tuple[type[CheckRequest | BatchCheckRequest], Runner]] = {
+            "/v1/checks": (CheckRequest, run_check),  # type: ignore[dict-item]
+            "/v1/checks/batch": (BatchCheckRequest, run_batch),  # type: ignore[dict-item]
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        call = self.calls.get(scope["path"]) if scope["type"] == "http" else None
+        if call is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type")
+        if content_type is not None and not content_type.startswith(b"application/json"):
+            await self.app(scope, receive, send)  # the framework's answer for other bodies
+            return
+        answer = await self._answer(*call, headers, receive)
+        if isinstance(answer, Response):
+            await answer(scope, receive, send)
+            return
+        length = str(len(answer)).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", length)
+        ]})  # fmt: skip
+        await send({"type": "http.response.body", "body": answer})
+
+    async def _answer(
+        self,
+        model: type[CheckRequest | BatchCheckRequest],
+        run: Runner,
+        headers: dict[bytes, bytes],
+        receive: Receive,
+    ) -> bytes | Response:
+        """The decision JSON, or the error response."""
+        try:
+            key = authenticate(self.services.keys, _bearer(headers.get(b"authorization")))
+            raw = await _body(receive)
+            if not raw:
+                raise ApiError(422, "missing", "Field required", "body")
+            try:
+                body = model.model_validate_json(raw)
+            except ValidationError as exc:
+                return validation_response(
+                    [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+                )
+            return await run(self.services, key, body)
+        except ApiError as exc:
+            return await on_api_error(None, exc)  # type: ignore[arg-type]
+        except StarletteHTTPException as exc:  # 413 from BodyLimit while the body streamed in
+            return await on_http_error(None, exc)  # type: ignore[arg-type]
+        except IndexUnavailable as exc:
+            return await on_unavailable(None, exc)  # type: ignore[arg-type]
+        except (RedisError, OSError) as exc:
+            return await on_redis_error(None, exc)  # type: ignore[arg-type]
+        except Exception as exc:  # outside ServerErrorMiddleware: never let uvicorn answer 500
+            log.exception("check failed")
+            return await on_unexpected(None, exc)  # type: ignore[arg-type]
+
+
+def _bearer(header: bytes | None) -> HTTPAuthorizationCredentials | None:
+    scheme, _, token = (header or b"").decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "disconnected", "the client went away mid-body")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def in_scope(key: ApiKey, matter: Matter) -> None:
+    if not key.may_check(matter.category):
+        raise ApiError(
+            403,
+            "out_of_scope",
+            f"this key may not check matter category {matter.category!r}",
+            "matter.category",
+        )
+
+
+async def run_check(services: Services, key: ApiKey, body: CheckRequest) -> bytes:
+    """POST /v1/checks once the body is parsed: scope, idempotency, decision, metrics, audit."""
+    in_scope(key, body.matter)
+    started = time.perf_counter()
+    request_print = fingerprint(body) if body.request_id else b""
+    if body.request_id:
+        replayed = await services.idempotency.replay(key.department, body.request_id, request_print)
+        if replayed is not None:
+            services.audit.record_replay(key, replayed)
+            return replayed
+    try:
+        decision = await services.checker.check(
+            body.subjects, body.matter, key.department, body.request_id
+        )
+    except IdentifierNotListed as exc:
+        raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
+    if decision.decision != "pass":
+        await services.ledger.record_decisions([decision])
+    answer = decision.model_dump_json(by_alias=True).encode()
+    if body.request_id:
+        answer = await services.idempotency.remember(
+            key.department, body.request_id, request_print, answer
+        )
+    _observe("http", decision.decision, body.matter.category, started)
+    services.audit.record(key, "check", decision)
+    return answer
+
+
+async def run_batch(services: Services, key: ApiKey, body: BatchCheckRequest) -> bytes:
+    """POST /v1/checks/batch once the body is parsed."""
+    in_scope(key, body.matter)
+    limit = services.settings.max_batch_subjects
+    if len(body.subjects) > limit:
+        raise ApiError(422, "batch_too_large", f"at most {limit} subjects per batch", "subjects")
+    started = time.perf_counter()
+    try:
+        response = await services.checker.batch(
+            body.subjects, body.matter, key.department, body.request_id
+        )
+    except IdentifierNotListed as exc:
+        raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
+    metrics.check_duration_seconds.labels(channel="batch").observe(time.perf_counter() - started)
+    for decision, count in Counter(r.decision for r in response.results).items():
+        metrics.checks_total.labels(
+            channel="batch", decision=decision, matter_category=body.matter.category
+        ).inc(count)
+    services.audit.record(key, "batch", response)
+    return response.model_dump_json(by_alias=True).encode()
+
+
 def _observe(channel: str, decision: str, category: str, started: float) -> None:
     metrics.check_duration_seconds.labels(channel=channel).observe(time.perf_counter() - started)
     metrics.checks_total.labels(channel=channel, decision=decision, matter_category=category).inc()
-
-
-async def _cached_decision(services: Services, department: str, request_id: str) -> Decision | None:
-    raw = await services.redis.get(services.index.layout.request(department, request_id))
-    return Decision.model_validate_json(raw) if raw else None
-
-
-async def _remember_decision(services: Services, department: str, decision: Decision) -> None:
-    await services.redis.set(
-        services.index.layout.request(department, decision.request_id),
-        decision.model_dump_json(by_alias=True),
-        ex=services.settings.idempotency_ttl_seconds,
-        nx=True,
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Request
@@ -42,18 +43,25 @@ def error_response(
 
 
 def _field(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p != "body"]
-    return ".".join(parts) or None
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "path") else list(map(str, loc))
+    return ".".join(parts) or (str(loc[0]) if loc else None)
 
 
 async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return validation_response(exc.errors())
+
+
+def validation_response(errors: Sequence[Any]) -> JSONResponse:
+    """400 for a body that is not JSON, else 422; each error names its field and reason."""
     details = []
     status = 422
-    for err in exc.errors():
+    for err in errors:
         kind = err.get("type", "")
         if kind in ("json_invalid", "json_type"):
             status = 400
-            details.append(ErrorDetail(code="invalid_json", message=str(err.get("msg"))))
+            reason = (err.get("ctx") or {}).get("error")
+            message = f"the body is not valid JSON: {reason}" if reason else "not valid JSON"
+            details.append(ErrorDetail(code="invalid_json", message=message))
             continue
         message = str(err.get("msg", "invalid"))
         code = "malformed_identifier" if _is_identifier_error(message) else kind or "invalid"
@@ -90,10 +98,15 @@ async def on_redis_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-        exc.status_code, "http_error"
+    code = {
+        400: "invalid_json",  # FastAPI's "error parsing the body" (e.g. a body it cannot read)
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }.get(exc.status_code, "http_error")
+    return error_response(
+        exc.status_code, ErrorDetail(code=code, message=str(exc.detail)), headers=exc.headers
     )
-    return error_response(exc.status_code, ErrorDetail(code=code, message=str(exc.detail)))
 
 
 async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:

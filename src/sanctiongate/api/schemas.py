@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from ..domain.decisions import is_active, today_in_china
-from ..domain.models import AsOf, MaskedSubject, RelatedPerson, StoredEntry
+from ..domain.models import AsOf, Feedback, MaskedSubject, RelatedPerson, StoredEntry
 from ..index import IndexMeta
 
 
 class FeedbackAccepted(BaseModel):
     request_id: str
     accepted_at: datetime
+    as_of: AsOf | None = Field(description="the index's freshness; null if it can't be read now")
 
 
 class MaskedRelatedPerson(BaseModel):
@@ -63,6 +65,7 @@ class IndexStatus(BaseModel):
     lag_seconds: float | None
     rebuild_started_at: datetime | None
     workers: int
+    as_of: AsOf
 
     @classmethod
     def build(cls, meta: IndexMeta, counts: dict[tuple[str, str], int], as_of: AsOf) -> IndexStatus:
@@ -78,6 +81,7 @@ class IndexStatus(BaseModel):
             lag_seconds=as_of.lag_seconds,
             rebuild_started_at=datetime.fromisoformat(started) if started else None,
             workers=len(meta.workers()),
+            as_of=as_of,
         )
 
 
@@ -134,3 +138,9 @@ def subject_entries(
         past=[e for e in entries if e.status != "active"],
         as_of=as_of,
     )
+
+
+class FeedbackRequest(Feedback):
+    """POST /v1/feedback: the topic's shape; ``schema`` may be left out over HTTP."""
+
+    schema_: Literal["feedback/v1"] = Field(default="feedback/v1", alias="schema")

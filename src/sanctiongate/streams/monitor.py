@@ -22,6 +22,7 @@ from ..domain.models import Alert, Feedback, StoredEntry
 from ..domain.monitoring import becomes_black, feedback_overdue, listed_parties, retroactive_hit
 from ..index.ledger import Ledger
 from ..index.store import ApplyResult
+from ..topics import ORIGIN_HEADER
 from .approvals import raise_alerts
 from .deadletter import BadMessage, decode
 from .runtime import Runtime
@@ -44,7 +45,8 @@ class FeedbackIngest:
 
     async def handle(self, records: Sequence[ConsumerRecord]) -> None:
         letters = []
-        received = []
+        received: list[Feedback] = []
+        counted: list[bool] = []
         for record in records:
             try:
                 feedback = decode(record.value, Feedback, "feedback/v1")
@@ -52,11 +54,14 @@ class FeedbackIngest:
                 letters.append(await self.runtime.dead_letter(record, bad.error))
                 continue
             received.append(feedback)
+            # Feedback posted over HTTP was counted by the API process that took it.
+            counted.append((ORIGIN_HEADER, b"api") in (record.headers or ()))
         late = await self.ledger.feedback_received(
             (f.department, f.request_id, f.at) for f in received
         )
-        for feedback in received:
-            metrics.feedback_total.labels(outcome=feedback.outcome).inc()
+        for record, feedback in zip(counted, received, strict=True):
+            if not record:
+                metrics.feedback_total.labels(outcome=feedback.outcome).inc()
         if late:
             log.info("%d overdue decisions got their feedback", late)
         if letters:
