@@ -121,7 +121,7 @@ class ScriptedReads:
             fields.append(name)
         replies = await self._hget_many(keys, fields, with_meta=True)
         meta = _meta_from(dict(zip(replies[0][::2], replies[0][1::2], strict=True)))
-        check_serving(meta)
+        check_serving(meta, self.index.serve_during_rebuild)
         if meta.gen != gen:
             raise GenerationChanged
         wanted: list[set[str]] = []

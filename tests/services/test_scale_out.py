@@ -208,6 +208,7 @@ async def test_every_multi_key_operation_stays_in_one_slot(
         await index.refresh_rebuild_lock("slot-test", 30)
         measure = Measure.model_validate(
             {
+                "schema": "measure/v1",
                 "measure_id": "SLOT-1",
                 "title": "槽位测试",
                 "effect": "block",

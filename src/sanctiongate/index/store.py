@@ -230,7 +230,7 @@ class SanctionIndex:
             # had passed its compare-and-set): finish its last step, which is idempotent.
             pipe = self.redis.pipeline(transaction=False)
             for stored in replayed:
-                self._queue_activation(pipe, gen, stored)
+                self._queue_activation(pipe, gen, stored, stored)
             await pipe.execute()
         if not plans:
             return result
@@ -452,8 +452,6 @@ def check_serving(meta: IndexMeta, during_rebuild: bool = False) -> None:
     (``SANCTIONGATE_SERVE_DURING_REBUILD=true``); a wiped index never answers.
     """
     if meta.gen is None:
-        if meta.state == "rebuilding":
-            raise IndexUnavailable("index_rebuilding", "the index was wiped and is being rebuilt")
         raise IndexUnavailable(
             "index_not_built", "the index is empty or was wiped; a worker is rebuilding it"
         )
