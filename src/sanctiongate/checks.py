@@ -29,8 +29,13 @@ from .domain.models import (
     SubjectResult,
 )
 from .index import IndexMeta, IndexUnavailable, SanctionIndex
-from .index.layout import unpack_refs
-from .index.store import GenerationChanged, _meta_from, check_serving, decode_record
+from .index.store import (
+    GenerationChanged,
+    _meta_from,
+    check_serving,
+    decode_record,
+    wanted_entry_ids,
+)
 
 WORKER_HEARTBEAT_FRESH_SECONDS = 30.0
 
@@ -124,14 +129,7 @@ class ScriptedReads:
         check_serving(meta, self.index.serve_during_rebuild)
         if meta.gen != gen:
             raise GenerationChanged
-        wanted: list[set[str]] = []
-        position = 1
-        for identifier, _ in lookups:
-            ids: set[str] = set()
-            for _ in range(2 if identifier else 1):
-                ids.update(entry_id for entry_id, _ in unpack_refs(replies[position]))
-                position += 1
-            wanted.append(ids)
+        wanted = wanted_entry_ids(lookups, replies)
         entry_ids = sorted(set().union(*wanted))
         raws = await self._hget_many(
             [layout.entries(gen, e) for e in entry_ids], entry_ids, with_meta=False
@@ -286,25 +284,14 @@ class Checker:
     ) -> Decision:
         now = now or datetime.now(UTC)
         meta, assessments = await self.assess(subjects, matter, now, coalesce=True)
-        return Decision(
-            request_id=request_id or new_request_id(),
-            department=department,
+        return decision_from(
+            subjects,
+            assessments,
             matter=matter,
-            decision=strongest(a.decision for a in assessments),
-            incentives=combined_incentives(assessments),
-            subjects=[
-                SubjectResult(
-                    role=s.role,
-                    kind=s.kind,
-                    name=s.name,
-                    identifier=s.masked_identifier,
-                    decision=a.decision,
-                    hits=a.hits,
-                )
-                for s, a in zip(subjects, assessments, strict=True)
-            ],
-            as_of=as_of(meta, now),
-            decided_at=now,
+            department=department,
+            request_id=request_id or new_request_id(),
+            snapshot=as_of(meta, now),
+            now=now,
         )
 
     async def batch(
@@ -338,6 +325,39 @@ class Checker:
             as_of=as_of(meta, now),
             decided_at=now,
         )
+
+
+def decision_from(
+    subjects: Sequence[Subject],
+    assessments: Sequence[SubjectAssessment],
+    *,
+    matter: Matter,
+    department: str,
+    request_id: str,
+    snapshot: AsOf,
+    now: datetime,
+) -> Decision:
+    """The Decision of SPEC §4 for assessed subjects: strongest wins, masked, in order."""
+    return Decision(
+        request_id=request_id,
+        department=department,
+        matter=matter,
+        decision=strongest(a.decision for a in assessments),
+        incentives=combined_incentives(assessments),
+        subjects=[
+            SubjectResult(
+                role=s.role,
+                kind=s.kind,
+                name=s.name,
+                identifier=s.masked_identifier,
+                decision=a.decision,
+                hits=a.hits,
+            )
+            for s, a in zip(subjects, assessments, strict=True)
+        ],
+        as_of=snapshot,
+        decided_at=now,
+    )
 
 
 def new_request_id() -> str:

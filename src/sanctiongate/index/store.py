@@ -334,14 +334,7 @@ class SanctionIndex:
         check_serving(meta, self.serve_during_rebuild)
         if meta.gen != gen:
             raise GenerationChanged
-        wanted: list[set[str]] = []
-        position = 1
-        for identifier, _ in lookups:
-            ids: set[str] = set()
-            for _ in range(2 if identifier else 1):
-                ids.update(entry_id for entry_id, _ in unpack_refs(replies[position]))
-                position += 1
-            wanted.append(ids)
+        wanted = wanted_entry_ids(lookups, replies)
         records = await self.entries(gen, set().union(*wanted))
         return meta, [[records[e] for e in ids if e in records] for ids in wanted]
 
@@ -441,6 +434,22 @@ class SanctionIndex:
         ):
             dropped += await self.redis.unlink(key)
         return dropped
+
+
+def wanted_entry_ids(
+    lookups: Sequence[tuple[str | None, str]], replies: Sequence[bytes | None]
+) -> list[set[str]]:
+    """Per lookup, the entry ids its refs name; ``replies[1:]`` hold the identifier ref (when
+    the lookup has an identifier) then the name ref of each lookup, in order."""
+    wanted: list[set[str]] = []
+    position = 1
+    for identifier, _ in lookups:
+        ids: set[str] = set()
+        for _ in range(2 if identifier else 1):
+            ids.update(entry_id for entry_id, _ in unpack_refs(replies[position]))
+            position += 1
+        wanted.append(ids)
+    return wanted
 
 
 def check_serving(meta: IndexMeta, during_rebuild: bool = False) -> None:

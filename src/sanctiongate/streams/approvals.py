@@ -22,15 +22,14 @@ from aiokafka import ConsumerRecord
 
 from .. import metrics
 from ..api.audit import audit_record
-from ..checks import IdentifierNotListed, _unlisted_anomalies, as_of
-from ..domain.decisions import assess_subject, combined_incentives, strongest
+from ..checks import IdentifierNotListed, _unlisted_anomalies, as_of, decision_from
+from ..domain.decisions import assess_subject
 from ..domain.models import (
     Alert,
     ApprovalEvent,
     Decision,
     MaskedSubject,
     RejectionError,
-    SubjectResult,
 )
 from ..domain.monitoring import Approval, approval_despite_block
 from ..index.ledger import Ledger
@@ -133,25 +132,14 @@ class ApprovalComparison:
                 for s, f in zip(event.subjects, found, strict=True)
             ]
             outcomes.append(
-                Decision(
-                    request_id=event.request_id,
-                    department=event.department,
+                decision_from(
+                    event.subjects,
+                    assessments,
                     matter=event.matter,
-                    decision=strongest(a.decision for a in assessments),
-                    incentives=combined_incentives(assessments),
-                    subjects=[
-                        SubjectResult(
-                            role=s.role,
-                            kind=s.kind,
-                            name=s.name,
-                            identifier=s.masked_identifier,
-                            decision=a.decision,
-                            hits=a.hits,
-                        )
-                        for s, a in zip(event.subjects, assessments, strict=True)
-                    ],
-                    as_of=snapshot,
-                    decided_at=now,
+                    department=event.department,
+                    request_id=event.request_id,
+                    snapshot=snapshot,
+                    now=now,
                 )
             )
         return outcomes
