@@ -108,6 +108,29 @@ def _wait_ready(url: str, timeout: float) -> bool:
     return False
 
 
+def _publish_sample(settings: Settings, name: str) -> int:
+    sample = resources.files("sanctiongate").joinpath(f"data/{name}")
+    with resources.as_file(sample) as path:
+        return asyncio.run(publish_file(settings, path))
+
+
+def _wait_listed(api: str, token: str, timeout: float) -> bool:
+    """Until the index has applied a list change (its status names the newest one)."""
+    request = urllib.request.Request(
+        f"{api}/v1/index/status", headers={"Authorization": f"Bearer {token}"}
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            urllib.request.urlopen(request, timeout=2) as response,
+        ):
+            if orjson.loads(response.read()).get("newest_event_time"):
+                return True
+        time.sleep(0.3)
+    return False
+
+
 def development_key(settings: Settings) -> Path:
     """A scope-* key for local use, written (once) to the run directory."""
     token_file = settings.run_dir.resolve() / "dev-api-key"
@@ -133,16 +156,19 @@ def up(settings: Settings, foreground: bool = False) -> int:
     if not _wait_ready(f"{api}/readyz", 120):
         print(f"the API did not become ready; see {settings.run_dir}/api.log and worker.log")
         return 1
-    sample = resources.files("sanctiongate").joinpath("data/sample_entries.jsonl")
-    with resources.as_file(sample) as path:
-        count = asyncio.run(publish_file(settings, path))
+    count = _publish_sample(settings, "sample_entries.jsonl")
+    # Approvals compared once the listings are in, so the demo shows a block and an alert.
+    _wait_listed(api, key_file.read_text().strip(), 30)
+    approvals = _publish_sample(settings, "sample_approvals.jsonl")
     print(
         f"""
 sanctiongate is up.
   API         {api}  (OpenAPI: {api}/docs)
   metrics     {api}/metrics  and  http://{settings.worker_web_host}:{settings.worker_web_port}/metrics
   dev key     {key_file}   (department 'development', scope *)
-  sample      {count} list changes published to {settings.topic_list_changes}
+  sample      {count} list changes published to {settings.topic_list_changes},
+              {approvals} approval events to {settings.topic_approvals} (decisions on {settings.topic_decisions},
+              an approval_despite_block alert on {settings.topic_alerts})
   try         curl -s -H "Authorization: Bearer $(cat {key_file})" -H 'content-type: application/json' \\
                 -d '{{"matter":{{"category":"government_procurement"}},"subjects":[{{"kind":"legal_person","name":"示例","uscc":"91350203M0001QAY9B"}}]}}' \\
                 {api}/v1/checks
