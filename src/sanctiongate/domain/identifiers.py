@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
+from operator import mul
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -68,16 +69,24 @@ def _nfkc(text: str) -> str:
 
 
 def uscc_check_char(first17: str) -> str:
-    total = sum(_USCC_VALUE[c] * w for c, w in zip(first17, USCC_WEIGHTS, strict=True))
+    if len(first17) != 17:
+        raise ValueError(f"a USCC check character needs 17 characters, got {len(first17)}")
+    # map/mul instead of a generator: this runs for every code of every list change.
+    total = sum(map(mul, map(_USCC_VALUE.__getitem__, first17), USCC_WEIGHTS))
     check = 31 - total % 31
     return USCC_ALPHABET[0 if check == 31 else check]
 
 
 def resident_id_check_char(first17: str) -> str:
-    total = sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS, strict=True))
+    if len(first17) != 17:
+        raise ValueError(f"an ID check digit needs 17 digits, got {len(first17)}")
+    total = sum(map(mul, map(int, first17), ID_WEIGHTS))
     return ID_CHECK_CHARS[total % 11]
 
 
+# Parsing is pure and an entry's codes are parsed twice (validation, then the anomaly flags):
+# cache it. Errors are not cached (lru_cache does not keep exceptions).
+@lru_cache(maxsize=65536)
 def parse_uscc(raw: str) -> Identifier:
     value = normalise_code(raw)
     if len(value) != 18:
@@ -98,6 +107,7 @@ def _birth_date_ok(yyyymmdd: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=65536)
 def parse_resident_id(raw: str) -> Identifier:
     value = normalise_code(raw)
     if _ID15_FORM.fullmatch(value):
