@@ -86,6 +86,24 @@ for i = 2, #KEYS do found[i] = redis.call('HGET', KEYS[i], ARGV[i - 1]) end
 return found
 """
 
+# Standalone Redis only: the counter buckets summed inside Redis, as a flat field/total list
+# (one command, not one HGETALL per bucket: /metrics and the monitor ask for this often).
+_SUM_COUNTS = """
+local totals = {}
+for i = 1, #KEYS do
+  local flat = redis.call('HGETALL', KEYS[i])
+  for j = 1, #flat, 2 do
+    totals[flat[j]] = (totals[flat[j]] or 0) + tonumber(flat[j + 1])
+  end
+end
+local out = {}
+for field, total in pairs(totals) do
+  out[#out + 1] = field
+  out[#out + 1] = total
+end
+return out
+"""
+
 # KEYS: every key the batch touches. ARGV[1]: one JSON object (one argument, not ~25 per
 # change: redis-py packs each argument in Python) {"sep", "activations": key index, "changes":
 # [[entry-bucket key index, counter key index, entry_id, version, expected stored version (-1:
@@ -255,6 +273,7 @@ class SanctionIndex:
         self._read_records = redis.register_script(_READ_RECORDS)
         self._apply_batch = redis.register_script(_APPLY_BATCH)
         self._read_meta_and_fields = redis.register_script(_READ_META_AND_FIELDS)
+        self._sum_counts = redis.register_script(_SUM_COUNTS)
 
     # --- meta --------------------------------------------------------------------------------
 
@@ -575,11 +594,17 @@ class SanctionIndex:
         return [records[e] for e in sorted(records)]
 
     async def counts(self, gen: str) -> dict[tuple[str, str], int]:
-        pipe = self.redis.pipeline(transaction=False)
-        for bucket in range(self.layout.buckets):
-            pipe.hgetall(self.layout.counts_of_bucket(gen, bucket))
+        keys = [self.layout.counts_of_bucket(gen, bucket) for bucket in range(self.layout.buckets)]
+        if self.per_slot:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            replies = await pipe.execute()
+        else:
+            flat = await self._sum_counts(keys=keys)
+            replies = [dict(zip(flat[::2], flat[1::2], strict=True))]
         totals: dict[tuple[str, str], int] = {}
-        for reply in await pipe.execute():
+        for reply in replies:
             for raw_field, raw_count in reply.items():
                 polarity, _, list_type = raw_field.decode().partition(":")
                 totals[(polarity, list_type)] = totals.get((polarity, list_type), 0) + int(
