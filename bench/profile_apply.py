@@ -24,12 +24,12 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REDIS_PORT, list_upsert  # noqa: E402
+from common import REDIS_PORT, list_upsert
 
-from sanctiongate.domain.models import ListChange  # noqa: E402
-from sanctiongate.index.layout import Layout  # noqa: E402
-from sanctiongate.index.store import SanctionIndex, new_generation  # noqa: E402
-from sanctiongate.streams.deadletter import decode  # noqa: E402
+from sanctiongate.domain.models import ListChange
+from sanctiongate.index.layout import Layout
+from sanctiongate.index.store import SanctionIndex, new_generation
+from sanctiongate.streams.deadletter import decode
 
 
 async def run(changes: int, batch: int, profile: bool) -> None:
@@ -50,8 +50,10 @@ async def run(changes: int, batch: int, profile: bool) -> None:
     if profile:
         profiler.disable()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    print(f"{changes} changes: {cpu / changes * 1e6:.0f} µs CPU, {wall / changes * 1e6:.0f} µs wall"
-          f" per change ({changes / wall:,.0f}/s)")
+    print(
+        f"{changes} changes: {cpu / changes * 1e6:.0f} µs CPU, {wall / changes * 1e6:.0f} µs wall"
+        f" per change ({changes / wall:,.0f}/s)"
+    )
     async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
         await redis.unlink(key)
     await redis.aclose()

@@ -68,19 +68,25 @@ def _nfkc(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
+# Check characters run for every code of every message (and every stored record read), so
+# they work on bytes: a translate table gives each character's value, map/mul the weighted sum.
+_USCC_VALUES = bytes.maketrans(USCC_ALPHABET.encode(), bytes(range(len(USCC_ALPHABET))))
+_DIGITS_OFFSET = ord("0") * sum(ID_WEIGHTS)
+
+
 def uscc_check_char(first17: str) -> str:
-    if len(first17) != 17:
-        raise ValueError(f"a USCC check character needs 17 characters, got {len(first17)}")
-    # map/mul instead of a generator: this runs for every code of every list change.
-    total = sum(map(mul, map(_USCC_VALUE.__getitem__, first17), USCC_WEIGHTS))
-    check = 31 - total % 31
+    values = first17.encode().translate(_USCC_VALUES)
+    if len(values) != 17 or max(values) >= 31:  # a character outside the alphabet keeps its byte
+        raise ValueError("a USCC check character needs 17 characters of the USCC alphabet")
+    check = 31 - sum(map(mul, values, USCC_WEIGHTS)) % 31
     return USCC_ALPHABET[0 if check == 31 else check]
 
 
 def resident_id_check_char(first17: str) -> str:
-    if len(first17) != 17:
-        raise ValueError(f"an ID check digit needs 17 digits, got {len(first17)}")
-    total = sum(map(mul, map(int, first17), ID_WEIGHTS))
+    if len(first17) != 17 or not (first17.isascii() and first17.isdigit()):
+        raise ValueError("an ID check digit needs 17 digits")
+    # Σ (byte − '0') × weight, as Σ byte × weight − '0' × Σ weight.
+    total = sum(map(mul, first17.encode(), ID_WEIGHTS)) - _DIGITS_OFFSET
     return ID_CHECK_CHARS[total % 11]
 
 
