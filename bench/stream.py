@@ -589,10 +589,12 @@ async def run(args: argparse.Namespace) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--changes", type=int, default=200_000, help="list changes to ingest")
-    parser.add_argument("--approvals", type=int, default=100_000, help="approval events")
-    parser.add_argument("--entries", type=int, default=1_000_000, help="entries for memory")
-    parser.add_argument("--samples", type=int, default=1000, help="propagation samples")
+    # Defaults are None so --quick fills only what was not given (--quick --entries 0 skips
+    # the memory phase).
+    parser.add_argument("--changes", type=int, help="list changes to ingest (200,000)")
+    parser.add_argument("--approvals", type=int, help="approval events (100,000)")
+    parser.add_argument("--entries", type=int, help="entries for memory (1,000,000)")
+    parser.add_argument("--samples", type=int, help="propagation samples (1000)")
     parser.add_argument("--rate", type=float, default=200, help="propagation changes/s")
     parser.add_argument("--quick", action="store_true", help="20k / 10k / 100k / 200 samples")
     parser.add_argument("--skip-stream", action="store_true", help="only the memory figure")
@@ -600,8 +602,10 @@ def main() -> int:
     args = parser.parse_args()
     # aiokafka logs its retries while fresh topics get their leaders: noise for this report.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    if args.quick:
-        args.changes, args.approvals, args.entries, args.samples = 20_000, 10_000, 100_000, 200
+    sizes = (20_000, 10_000, 100_000, 200) if args.quick else (200_000, 100_000, 1_000_000, 1000)
+    for name, size in zip(("changes", "approvals", "entries", "samples"), sizes, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, size)
     started_stack = start_stack()
     try:
         results = asyncio.run(run(args))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
+from operator import mul
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -67,17 +68,31 @@ def _nfkc(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
+# Check characters run for every code of every message (and every stored record read), so
+# they work on bytes: a translate table gives each character's value, map/mul the weighted sum.
+_USCC_VALUES = bytes.maketrans(USCC_ALPHABET.encode(), bytes(range(len(USCC_ALPHABET))))
+_DIGITS_OFFSET = ord("0") * sum(ID_WEIGHTS)
+
+
 def uscc_check_char(first17: str) -> str:
-    total = sum(_USCC_VALUE[c] * w for c, w in zip(first17, USCC_WEIGHTS, strict=True))
-    check = 31 - total % 31
+    values = first17.encode().translate(_USCC_VALUES)
+    if len(values) != 17 or max(values) >= 31:  # a character outside the alphabet keeps its byte
+        raise ValueError("a USCC check character needs 17 characters of the USCC alphabet")
+    check = 31 - sum(map(mul, values, USCC_WEIGHTS)) % 31
     return USCC_ALPHABET[0 if check == 31 else check]
 
 
 def resident_id_check_char(first17: str) -> str:
-    total = sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS, strict=True))
+    if len(first17) != 17 or not (first17.isascii() and first17.isdigit()):
+        raise ValueError("an ID check digit needs 17 digits")
+    # Σ (byte − '0') × weight, as Σ byte × weight − '0' × Σ weight.
+    total = sum(map(mul, first17.encode(), ID_WEIGHTS)) - _DIGITS_OFFSET
     return ID_CHECK_CHARS[total % 11]
 
 
+# Parsing is pure and an entry's codes are parsed twice (validation, then the anomaly flags):
+# cache it. Errors are not cached (lru_cache does not keep exceptions).
+@lru_cache(maxsize=65536)
 def parse_uscc(raw: str) -> Identifier:
     value = normalise_code(raw)
     if len(value) != 18:
@@ -98,6 +113,7 @@ def _birth_date_ok(yyyymmdd: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=65536)
 def parse_resident_id(raw: str) -> Identifier:
     value = normalise_code(raw)
     if _ID15_FORM.fullmatch(value):

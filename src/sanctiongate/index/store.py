@@ -1,6 +1,14 @@
 """Operations on the Redis index. Correct under duplicates, reordering, crashes and rebuilds.
 
-Applying a batch of list changes takes four pipelined round trips, whatever its size:
+On a standalone Redis, a batch of list changes takes two commands whatever its size (plus the
+newest event time): one script reads every stored record, one script applies every change
+atomically — compare-and-set by version, counters, refs added and removed, activations. redis-py
+spends ~25 µs of client CPU per command, so one command per change would cost more than all
+the rest of the hot path. A change whose record moved between the two scripts (another worker
+wrote it) is redone the per-slot way below.
+
+On Redis Cluster a script may touch one slot only, so a batch takes four pipelined round trips
+(the per-slot path):
 
 1. read the stored records (to drop stale versions early and know the refs they hold);
 2. add the refs the new versions need (before the record, so a crash never leaves a
@@ -14,12 +22,13 @@ Applying a batch of list changes takes four pipelined round trips, whatever its 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from ..domain.catalogue import Catalogue
@@ -60,6 +69,93 @@ end
 if #kept == 0 then redis.call('HDEL', KEYS[1], ARGV[1])
 else redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, sep)) end
 return 1
+"""
+
+
+_READ_RECORDS = """
+local found = {}
+for i = 1, #KEYS do found[i] = redis.call('HGET', KEYS[i], ARGV[i]) end
+return found
+"""
+
+# Standalone Redis only: the meta hash (KEYS[1], flat field/value list) then the field ARGV[i]
+# of KEYS[i] for every other key, in one command.
+_READ_META_AND_FIELDS = """
+local found = {redis.call('HGETALL', KEYS[1])}
+for i = 2, #KEYS do found[i] = redis.call('HGET', KEYS[i], ARGV[i - 1]) end
+return found
+"""
+
+# Standalone Redis only: the counter buckets summed inside Redis, as a flat field/total list
+# (one command, not one HGETALL per bucket: /metrics and the monitor ask for this often).
+_SUM_COUNTS = """
+local totals = {}
+for i = 1, #KEYS do
+  local flat = redis.call('HGETALL', KEYS[i])
+  for j = 1, #flat, 2 do
+    totals[flat[j]] = (totals[flat[j]] or 0) + tonumber(flat[j + 1])
+  end
+end
+local out = {}
+for field, total in pairs(totals) do
+  out[#out + 1] = field
+  out[#out + 1] = total
+end
+return out
+"""
+
+# KEYS: every key the batch touches. ARGV[1]: one JSON object (one argument, not ~25 per
+# change: redis-py packs each argument in Python) {"sep", "activations": key index, "changes":
+# [[entry-bucket key index, counter key index, entry_id, version, expected stored version (-1:
+# none), record, count field, [[key index, field, ref] to add…], [… to remove], activation ('z'
+# schedule at epoch, 'r' unschedule, '' nothing), epoch]…]}. Returns per change: 1 applied,
+# 0 stale (a version as new is stored), -1 the stored record is not the one read (redo it).
+_APPLY_BATCH = """
+local batch = cjson.decode(ARGV[1])
+local sep = batch.sep
+local activations = KEYS[batch.activations]
+local function add_ref(key, field, ref)
+  local cur = redis.call('HGET', key, field)
+  if not cur then redis.call('HSET', key, field, ref) return end
+  if string.find(sep .. cur .. sep, sep .. ref .. sep, 1, true) then return end
+  redis.call('HSET', key, field, cur .. sep .. ref)
+end
+local function remove_ref(key, field, ref)
+  local cur = redis.call('HGET', key, field)
+  if not cur then return end
+  local kept = {}
+  for r in string.gmatch(cur, '([^' .. sep .. ']+)') do
+    if r ~= ref then table.insert(kept, r) end
+  end
+  if #kept == 0 then redis.call('HDEL', key, field)
+  else redis.call('HSET', key, field, table.concat(kept, sep)) end
+end
+local out = {}
+for i, change in ipairs(batch.changes) do
+  local entries, counts, entry_id = KEYS[change[1]], KEYS[change[2]], change[3]
+  local version, expected, count_field = change[4], change[5], change[7]
+  local old = redis.call('HGET', entries, entry_id)
+  local old_version, old_field = -1, ''
+  if old then
+    local v, f = string.match(old, '^(%d+)|([^|]*)|')
+    old_version, old_field = tonumber(v), f
+  end
+  if old_version >= version then
+    out[i] = 0
+  elseif old_version ~= expected then
+    out[i] = -1
+  else
+    for _, ref in ipairs(change[8]) do add_ref(KEYS[ref[1]], ref[2], ref[3]) end
+    if old_field ~= '' then redis.call('HINCRBY', counts, old_field, -1) end
+    redis.call('HSET', entries, entry_id, change[6])
+    if count_field ~= '' then redis.call('HINCRBY', counts, count_field, 1) end
+    for _, ref in ipairs(change[9]) do remove_ref(KEYS[ref[1]], ref[2], ref[3]) end
+    if change[10] == 'z' then redis.call('ZADD', activations, change[11], entry_id)
+    elseif change[10] == 'r' then redis.call('ZREM', activations, entry_id) end
+    out[i] = 1
+  end
+end
+return out
 """
 
 
@@ -159,14 +255,25 @@ def _activation_epoch(stored: StoredEntry) -> float | None:
 
 class SanctionIndex:
     def __init__(
-        self, redis: Redis, layout: Layout | None = None, serve_during_rebuild: bool = False
+        self,
+        redis: Redis,
+        layout: Layout | None = None,
+        serve_during_rebuild: bool = False,
+        per_slot: bool | None = None,
     ) -> None:
+        """``per_slot``: apply list changes with one-slot scripts only (Redis Cluster). By
+        default, true exactly when ``redis`` is a cluster client."""
         self.redis = redis
         self.layout = layout or Layout()
         self.serve_during_rebuild = serve_during_rebuild
+        self.per_slot = isinstance(redis, RedisCluster) if per_slot is None else per_slot
         self._cas = redis.register_script(_CAS_ENTRY)
         self._add_ref = redis.register_script(_ADD_REF)
         self._remove_ref = redis.register_script(_REMOVE_REF)
+        self._read_records = redis.register_script(_READ_RECORDS)
+        self._apply_batch = redis.register_script(_APPLY_BATCH)
+        self._read_meta_and_fields = redis.register_script(_READ_META_AND_FIELDS)
+        self._sum_counts = redis.register_script(_SUM_COUNTS)
 
     # --- meta --------------------------------------------------------------------------------
 
@@ -208,16 +315,23 @@ class SanctionIndex:
                 result.stale.append(change)
         if not latest:
             return result
+        if self.per_slot:
+            await self._apply_per_slot(gen, list(latest.values()), result)
+        else:
+            await self._apply_in_one_script(gen, list(latest.values()), result)
+        return result
 
-        layout = self.layout
-        pipe = self.redis.pipeline(transaction=False)
-        for entry_id in latest:
-            pipe.hget(layout.entries(gen, entry_id), entry_id)
-        stored_before = await pipe.execute()
-
+    async def _plan(
+        self,
+        gen: str,
+        changes: Sequence[ListChange],
+        stored_before: Sequence[bytes | None],
+        result: ApplyResult,
+    ) -> list[AppliedChange]:
+        """The changes newer than their stored record, with the record each one will write."""
         plans: list[AppliedChange] = []
         replayed: list[StoredEntry] = []
-        for change, raw in zip(latest.values(), stored_before, strict=True):
+        for change, raw in zip(changes, stored_before, strict=True):
             before = decode_record(raw)
             if before is not None and change.version <= before.version:
                 result.stale.append(change)
@@ -232,8 +346,107 @@ class SanctionIndex:
             for stored in replayed:
                 self._queue_activation(pipe, gen, stored, stored)
             await pipe.execute()
+        return plans
+
+    async def _apply_in_one_script(
+        self, gen: str, changes: Sequence[ListChange], result: ApplyResult
+    ) -> None:
+        layout = self.layout
+        stored_before = await self._read_records(
+            keys=[layout.entries(gen, c.entry_id) for c in changes],
+            args=[c.entry_id for c in changes],
+        )
+        plans = await self._plan(gen, changes, stored_before, result)
         if not plans:
-            return result
+            return
+        # as_of must never be older than what a check can see: note the event time first.
+        await self.note_newest(max(plan.change.event_time for plan in plans))
+
+        keys: dict[str, int] = {}
+
+        def key_index(key: str) -> int:  # Lua counts from 1
+            return keys.setdefault(key, len(keys) + 1)
+
+        now = time.time()
+        batch: list[list] = []
+        for plan in plans:
+            after, before = plan.after, plan.before
+            entry_id = after.entry_id
+            epoch = _activation_epoch(after)
+            if epoch is not None and epoch > now:
+                activation = "z"
+            elif before is not None and _activation_epoch(before) is not None:
+                activation = "r"  # only a version that could have been scheduled left a member
+            else:
+                activation = ""
+            batch.append(
+                [
+                    key_index(layout.entries(gen, entry_id)),
+                    key_index(layout.counts(gen, entry_id)),
+                    entry_id,
+                    after.version,
+                    -1 if before is None else before.version,
+                    encode_record(after).decode(),
+                    count_field(after),
+                    self._ref_args(key_index, gen, after, exclude=before),
+                    [] if before is None else self._ref_args(key_index, gen, before, after),
+                    activation,
+                    epoch or 0,
+                ]
+            )
+        message = {
+            "sep": REF_SEPARATOR,
+            "activations": key_index(layout.activations(gen)),
+            "changes": batch,
+        }
+        outcomes = await self._apply_batch(keys=list(keys), args=[orjson.dumps(message)])
+
+        moved: list[ListChange] = []
+        for plan, outcome in zip(plans, outcomes, strict=True):
+            if outcome == 1:
+                result.applied.append(plan)
+            elif outcome == 0:  # another worker applied a newer version meanwhile
+                result.stale.append(plan.change)
+            else:
+                moved.append(plan.change)
+        if moved:  # another worker wrote an older version meanwhile: read again, one by one
+            await self._apply_per_slot(gen, moved, result)
+
+    def _ref_args(
+        self,
+        key_index: Callable[[str], int],
+        gen: str,
+        stored: StoredEntry,
+        exclude: StoredEntry | None,
+    ) -> list[tuple[int, str, str]]:
+        """(key index, field, ref) of each ref of ``stored`` that ``exclude`` does not hold."""
+        ids, names = stored.index_keys()
+        if exclude is not None:
+            other_ids, other_names = exclude.index_keys()
+            ids -= other_ids
+            names -= other_names
+        layout, entry_id = self.layout, stored.entry_id
+        refs = [
+            (key_index(layout.identifiers(gen, identifier)), identifier, pack_ref(entry_id, role))
+            for identifier, role in ids
+        ]
+        refs += [
+            (key_index(layout.names(gen, name)), name, pack_ref(entry_id, role))
+            for name, role in names
+        ]
+        return refs
+
+    async def _apply_per_slot(
+        self, gen: str, changes: Sequence[ListChange], result: ApplyResult
+    ) -> None:
+        layout = self.layout
+        pipe = self.redis.pipeline(transaction=False)
+        for change in changes:
+            pipe.hget(layout.entries(gen, change.entry_id), change.entry_id)
+        stored_before = await pipe.execute()
+        plans = await self._plan(gen, changes, stored_before, result)
+        if not plans:
+            return
 
         pipe = self.redis.pipeline(transaction=False)
         for plan in plans:
@@ -269,7 +482,6 @@ class SanctionIndex:
             self._queue_activation(pipe, gen, plan.after, replaced)
             result.applied.append(plan)
         await pipe.execute()
-        return result
 
     async def _queue_refs(
         self, pipe, gen: str, stored: StoredEntry, script, exclude: StoredEntry | None
@@ -323,14 +535,25 @@ class SanctionIndex:
         so a read that straddles a generation switch or a wipe is detected, never answered.
         """
         layout = self.layout
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(layout.meta)
+        keys, fields = [], []
         for identifier, name in lookups:
             if identifier:
-                pipe.hget(layout.identifiers(gen, identifier), identifier)
-            pipe.hget(layout.names(gen, name), name)
-        replies = await pipe.execute()
-        meta = _meta_from(replies[0])
+                keys.append(layout.identifiers(gen, identifier))
+                fields.append(identifier)
+            keys.append(layout.names(gen, name))
+            fields.append(name)
+        if self.per_slot:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(layout.meta)
+            for key, field_ in zip(keys, fields, strict=True):
+                pipe.hget(key, field_)
+            replies = await pipe.execute()
+            raw_meta = replies[0]
+        else:
+            replies = await self._read_meta_and_fields(keys=[layout.meta, *keys], args=fields)
+            flat = replies[0]
+            raw_meta = dict(zip(flat[::2], flat[1::2], strict=True))
+        meta = _meta_from(raw_meta)
         check_serving(meta, self.serve_during_rebuild)
         if meta.gen != gen:
             raise GenerationChanged
@@ -342,10 +565,14 @@ class SanctionIndex:
         entry_ids = list(entry_ids)
         if not entry_ids:
             return {}
-        pipe = self.redis.pipeline(transaction=False)
-        for entry_id in entry_ids:
-            pipe.hget(self.layout.entries(gen, entry_id), entry_id)
-        raws = await pipe.execute()
+        keys = [self.layout.entries(gen, entry_id) for entry_id in entry_ids]
+        if self.per_slot:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, entry_id in zip(keys, entry_ids, strict=True):
+                pipe.hget(key, entry_id)
+            raws = await pipe.execute()
+        else:
+            raws = await self._read_records(keys=keys, args=entry_ids)
         found = {}
         for entry_id, raw in zip(entry_ids, raws, strict=True):
             stored = decode_record(raw)
@@ -360,11 +587,17 @@ class SanctionIndex:
         return [records[e] for e in sorted(records)]
 
     async def counts(self, gen: str) -> dict[tuple[str, str], int]:
-        pipe = self.redis.pipeline(transaction=False)
-        for bucket in range(self.layout.buckets):
-            pipe.hgetall(self.layout.counts_of_bucket(gen, bucket))
+        keys = [self.layout.counts_of_bucket(gen, bucket) for bucket in range(self.layout.buckets)]
+        if self.per_slot:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            replies = await pipe.execute()
+        else:
+            flat = await self._sum_counts(keys=keys)
+            replies = [dict(zip(flat[::2], flat[1::2], strict=True))]
         totals: dict[tuple[str, str], int] = {}
-        for reply in await pipe.execute():
+        for reply in replies:
             for raw_field, raw_count in reply.items():
                 polarity, _, list_type = raw_field.decode().partition(":")
                 totals[(polarity, list_type)] = totals.get((polarity, list_type), 0) + int(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import ConsumerRecord
@@ -79,7 +80,9 @@ class ListChangeIngest:
                 continue
             changes.append(change)
             produced_at[(change.entry_id, change.version)] = record.timestamp / 1000
-            metrics.source_seen(change.source)
+        seen_at = time.time()
+        for source in {change.source for change in changes}:  # one gauge write per source
+            metrics.source_seen(source, seen_at)
         result = await self.runtime.index.apply_changes(gen, changes)
         self._observe(result, produced_at)
         newest = result.newest_event_time
@@ -92,16 +95,24 @@ class ListChangeIngest:
 
     @staticmethod
     def _observe(result: ApplyResult, produced_at: dict[tuple[str, int], float]) -> None:
+        # Counted per batch, then one labels() look-up and inc() per label set: a look-up
+        # (label masking, a lock) per change costs more than the change's own bookkeeping.
+        outcomes: Counter[tuple[str, str]] = Counter()
+        anomalies: Counter[tuple[str, str]] = Counter()
         now = time.time()
         for applied in result.applied:
             change = applied.change
-            metrics.list_changes_total.labels(op=change.op, result="applied").inc()
+            outcomes[(change.op, "applied")] += 1
             sent = produced_at.get((change.entry_id, change.version))
             if sent is not None:
                 metrics.change_propagation_seconds.observe(max(0.0, now - sent))
             if change.op == "upsert":
                 for path in applied.after.identifier_anomalies:
                     kind = "uscc" if path.endswith("uscc") else "id_number"
-                    metrics.identifier_anomalies_total.labels(source=change.source, kind=kind).inc()
+                    anomalies[(change.source, kind)] += 1
         for change in result.stale:
-            metrics.list_changes_total.labels(op=change.op, result="stale").inc()
+            outcomes[(change.op, "stale")] += 1
+        for (op, outcome), count in outcomes.items():
+            metrics.list_changes_total.labels(op=op, result=outcome).inc(count)
+        for (source, kind), count in anomalies.items():
+            metrics.identifier_anomalies_total.labels(source=source, kind=kind).inc(count)

@@ -1,0 +1,135 @@
+"""The two ways of applying list changes build the same index.
+
+On a standalone Redis a batch is applied by one script (all keys of all slots); on Redis
+Cluster by one-slot scripts (the per-slot path). Both must leave identical records, counters,
+refs and activations, under shuffled duplicate histories; a change whose record moved between
+the one-script read and write is redone the per-slot way.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+
+from sanctiongate.domain.models import ListChange
+from sanctiongate.index import Layout, SanctionIndex
+from sanctiongate.index.store import new_generation
+from tests.conftest import Services
+from tests.ids import id_number, uscc
+
+from .conftest import list_change
+from .support import assert_consistent, org, snapshot
+
+
+def _history(rng: random.Random, entries: int) -> list[ListChange]:
+    """Up to four versions per entry: listings, corrections (new names, people, a future
+    start), and removes; every entry shares a name or a person with others."""
+    people = [id_number(birth=f"1980{month:02d}01") for month in range(1, 5)]
+    later = (datetime.now(UTC) + timedelta(days=5)).date().isoformat()
+    changes = []
+    for i in range(entries):
+        code = uscc()
+        for version in range(1, rng.randint(2, 5)):
+            if version == 3 and i % 3 == 0:
+                message = list_change(f"path-{i}", version, op="remove", reason="repaired")
+            else:
+                message = list_change(
+                    f"path-{i}",
+                    version,
+                    subject=org(code, f"路径公司{(i + version) % 7}"),
+                    related_persons=[
+                        {
+                            "role": "legal_representative",
+                            "name": f"代表{version % 2}",
+                            "id_number": people[(i + version) % 4],
+                        }
+                    ]
+                    if version % 2
+                    else [],
+                    effective_from=later if (i + version) % 4 == 0 else "2024-01-01",
+                )
+            changes.append(ListChange.model_validate(message))
+    return changes
+
+
+async def _activations(index: SanctionIndex, gen: str) -> dict[bytes, float]:
+    return dict(await index.redis.zrange(index.layout.activations(gen), 0, -1, withscores=True))
+
+
+async def test_one_script_and_per_slot_build_the_same_index(services: Services) -> None:
+    rng = random.Random(20261123)
+    history = _history(rng, 60)
+    delivered = history + rng.sample(history, len(history) // 2)  # duplicates
+    rng.shuffle(delivered)
+    redis = Redis.from_url(services.redis_url)
+    tag = rng.randrange(10**6)
+    one_script = SanctionIndex(redis, Layout(prefix=f"one{tag}"), per_slot=False)
+    per_slot = SanctionIndex(redis, Layout(prefix=f"slot{tag}"), per_slot=True)
+    gen = new_generation()
+    try:
+        start = 0
+        while start < len(delivered):
+            size = rng.randint(1, 40)
+            batch = delivered[start : start + size]
+            start += size
+            applied = await one_script.apply_changes(gen, batch)
+            expected = await per_slot.apply_changes(gen, batch)
+            assert sorted((a.change.entry_id, a.change.version) for a in applied.applied) == sorted(
+                (a.change.entry_id, a.change.version) for a in expected.applied
+            )
+            assert len(applied.stale) == len(expected.stale)
+        ours, theirs = await snapshot(one_script, gen), await snapshot(per_slot, gen)
+        assert_consistent(ours)
+        assert ours.records == theirs.records
+        assert ours.counts == theirs.counts
+        assert ours.identifier_refs == theirs.identifier_refs
+        assert ours.name_refs == theirs.name_refs
+        assert await _activations(one_script, gen) == await _activations(per_slot, gen)
+        assert {s.version for s in ours.records.values()} > {1}  # corrections were applied
+        assert any(s.removed for s in ours.records.values())
+    finally:
+        await one_script.drop_generation(gen)
+        await per_slot.drop_generation(gen)
+        await redis.aclose()
+
+
+async def test_a_record_written_between_read_and_write_is_redone_per_slot(
+    services: Services,
+) -> None:
+    """Another worker writes version 1 after this one read "nothing stored": the script must
+    not apply version 2 on that stale reading (it would keep version 1's refs forever)."""
+    redis = Redis.from_url(services.redis_url)
+    index = SanctionIndex(redis, Layout(prefix=f"moved{random.randrange(10**6)}"), per_slot=False)
+    gen = new_generation()
+    person = id_number(birth="19750505")
+    first = ListChange.model_validate(
+        list_change(
+            "moved-1",
+            1,
+            subject=org(uscc(), "先写公司"),
+            related_persons=[{"role": "legal_representative", "name": "先写", "id_number": person}],
+        )
+    )
+    second = ListChange.model_validate(list_change("moved-1", 2, subject=org(uscc(), "后写公司")))
+    read_records = index._read_records
+
+    async def read_then_other_worker_writes(*args: object, **kwargs: object) -> list:
+        before = await read_records(*args, **kwargs)
+        await SanctionIndex(redis, index.layout, per_slot=True).apply_changes(gen, [first])
+        return before
+
+    try:
+        index._read_records = read_then_other_worker_writes  # type: ignore[method-assign]
+        result = await index.apply_changes(gen, [second])
+        index._read_records = read_records  # type: ignore[method-assign]
+        assert [a.change for a in result.applied] == [second]
+        assert result.applied[0].before is not None and result.applied[0].before.version == 1
+        snap = await snapshot(index, gen)
+        assert_consistent(snap)
+        assert snap.records["moved-1"].version == 2
+        assert all(entry_id != "moved-1" for entry_id, _ in snap.identifier_refs.get(person, ()))
+    finally:
+        await index.drop_generation(gen)
+        await redis.aclose()
