@@ -181,6 +181,8 @@ async def test_no_whole_id_number_in_metrics_or_logs(
     stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient
 ) -> None:
     numbers = [id_number(birth="19750315"), id_number(birth="19900101")]
+    while not numbers[1][-1].isdigit():  # it also goes into a matter category: [a-z0-9_] only
+        numbers[1] = id_number(birth="19900101")
     for number in numbers:
         await check(http, "financing", person(number))
     await send(
