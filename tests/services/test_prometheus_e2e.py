@@ -155,7 +155,8 @@ async def test_prometheus_sees_checks_and_propagation(
     async def scraped() -> tuple[float, float] | None:
         checks = prometheus.value("sum(sanctiongate_checks_total)")
         changes = prometheus.value("sum(sanctiongate_change_propagation_seconds_count)")
-        return (checks, changes) if checks > checks_before and changes > changes_before else None
+        moved = checks >= checks_before + 3 and changes > changes_before
+        return (checks, changes) if moved else None  # all three checks scraped, not the first
 
     checks, _ = await eventually(scraped, timeout=30, interval=0.5)
     assert checks >= checks_before + 3
