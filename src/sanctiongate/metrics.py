@@ -33,6 +33,7 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.metrics_core import Metric
 from redis.exceptions import RedisError
 
 from .domain.identifiers import mask_identifier
@@ -242,7 +243,29 @@ def exposition() -> tuple[bytes, str]:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    summed = generate_latest(registry)
+    present = {family.name for family in registry.collect()}
+    # The multiprocess collector knows only what some process has written; declare the rest
+    # (HELP and TYPE, no samples) so every SPEC §7 name is on every /metrics.
+    declared = CollectorRegistry()
+    declared.register(_Declared([f for f in _families() if f.name not in present]))
+    return summed + generate_latest(declared), CONTENT_TYPE_LATEST
+
+
+class _Declared:
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def _families() -> list[Metric]:
+    return [
+        Metric(family.name, family.documentation, family.type)
+        for family in REGISTRY.collect()
+        if family.name.startswith("sanctiongate_")
+    ]
 
 
 def process_exiting() -> None:

@@ -59,6 +59,40 @@ def test_any_api_process_reports_the_sum_over_all(tmp_path: Path) -> None:
     assert got[("sanctiongate_index_entries", entries)] == 12
 
 
+SPEC_NAMES = (
+    "sanctiongate_checks_total",
+    "sanctiongate_check_duration_seconds",
+    "sanctiongate_list_changes_total",
+    "sanctiongate_change_propagation_seconds",
+    "sanctiongate_index_entries",
+    "sanctiongate_index_lag_seconds",
+    "sanctiongate_rejected_total",
+    "sanctiongate_alerts_total",
+    "sanctiongate_feedback_total",
+    "sanctiongate_feedback_overdue",
+    "sanctiongate_identifier_anomalies_total",
+)
+
+
+def test_every_spec_name_is_on_an_api_scrape_before_anything_happened(tmp_path: Path) -> None:
+    env = {**os.environ, ENV: str(tmp_path)}
+    run(_PROCESS, "1", "1", env=env)
+    text = run(_SCRAPE, env=env)
+    declared = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    assert set(SPEC_NAMES) <= declared, set(SPEC_NAMES) - declared
+    families = list(text_string_to_metric_families(text))  # still valid exposition
+    assert len({f.name for f in families}) == len(families), "a family is declared twice"
+    assert (
+        samples(text)[
+            (
+                "sanctiongate_checks_total",
+                (("channel", "http"), ("decision", "pass"), ("matter_category", "bidding")),
+            )
+        ]
+        == 1
+    )
+
+
 def test_prepare_clears_the_previous_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV, "")  # so that monkeypatch restores the variable afterwards
     monkeypatch.delenv(ENV)
