@@ -131,11 +131,21 @@ class ScriptedReads:
             raise GenerationChanged
         wanted = wanted_entry_ids(lookups, replies)
         entry_ids = sorted(set().union(*wanted))
-        raws = await self._hget_many(
-            [layout.entries(gen, e) for e in entry_ids], entry_ids, with_meta=False
+        if not entry_ids:  # the refs and the meta were read in one atomic step
+            return meta, [[] for _ in wanted]
+        # The records are read with the meta again: a wipe or a switch between the two reads
+        # would otherwise leave refs without records, and a listed subject would pass.
+        replies = await self._hget_many(
+            [layout.meta, *(layout.entries(gen, e) for e in entry_ids)],
+            ["", *entry_ids],
+            with_meta=True,
         )
+        still = _meta_from(dict(zip(replies[0][::2], replies[0][1::2], strict=True)))
+        check_serving(still, self.index.serve_during_rebuild)
+        if still.gen != gen:
+            raise GenerationChanged
         records = {}
-        for entry_id, raw in zip(entry_ids, raws, strict=True):
+        for entry_id, raw in zip(entry_ids, replies[1:], strict=True):
             stored = decode_record(raw)
             if stored is not None:
                 records[entry_id] = stored

@@ -126,3 +126,51 @@ async def test_scripted_reads_refuse_a_switched_wiped_or_rebuilding_index(built:
         assert rebuilding.value.reason == "index_rebuilding"
     finally:
         await other.redis.delete(other.layout.meta)
+
+
+@pytest.mark.parametrize("path", ["scripted", "per_slot"])
+async def test_a_wipe_between_the_two_reads_is_never_answered(
+    services: Services, path: str
+) -> None:
+    """Refs read, then the index wiped before the records are read: 503, never an empty hit list
+    (which would answer pass for a listed subject)."""
+    redis = Redis.from_url(services.redis_url)
+    index = SanctionIndex(redis, Layout(prefix=f"wipe{uuid.uuid4().hex[:8]}"), per_slot=True)
+    gen = new_generation()
+    await index.mark_rebuilding(gen)
+    code = uscc()
+    await index.apply_changes(gen, [upsert("w-1", code, "擦除公司", None)])
+    await index.switch_generation(gen, {})
+
+    async def wipe() -> None:
+        async for key in redis.scan_iter(match=f"{index.layout.prefix}:*"):
+            await redis.unlink(key)
+
+    lookup = [(code, normalise_name("擦除公司"))]
+    try:
+        if path == "scripted":
+            reads = ScriptedReads(index)
+            first_read = reads._hget_many
+
+            async def read_then_wipe(keys, fields, with_meta):  # type: ignore[no-untyped-def]
+                replies = await first_read(keys, fields, with_meta)
+                reads._hget_many = first_read  # type: ignore[method-assign]
+                await wipe()
+                return replies
+
+            reads._hget_many = read_then_wipe  # type: ignore[method-assign]
+            candidates = reads.candidates
+        else:
+            entries = index.entries
+
+            async def wiped_entries(gen_: str, ids):  # type: ignore[no-untyped-def]
+                await wipe()
+                return await entries(gen_, ids)
+
+            index.entries = wiped_entries  # type: ignore[method-assign]
+            candidates = index.candidates
+        with pytest.raises(IndexUnavailable):
+            await candidates(gen, lookup)
+    finally:
+        await wipe()
+        await redis.aclose()

@@ -558,7 +558,14 @@ class SanctionIndex:
         if meta.gen != gen:
             raise GenerationChanged
         wanted = wanted_entry_ids(lookups, replies)
+        if not self.per_slot and not any(wanted):  # one script read the refs and the meta
+            return meta, [[] for _ in wanted]
         records = await self.entries(gen, set().union(*wanted))
+        # A wipe or a switch between the reads leaves refs without records: never answer then.
+        still = await self.read_meta()
+        check_serving(still, self.serve_during_rebuild)
+        if still.gen != gen:
+            raise GenerationChanged
         return meta, [[records[e] for e in ids if e in records] for ids in wanted]
 
     async def entries(self, gen: str, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
