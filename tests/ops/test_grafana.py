@@ -9,25 +9,14 @@ from pathlib import Path
 import yaml
 
 from sanctiongate import metrics
+from tests.ops.spec_names import SPEC_SAMPLES
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "sanctiongate.json"
 METRIC = re.compile(r"\bsanctiongate_[a-z_]+\b")
 # The metric names of SPEC §7, as exposed (counters end in _total, histograms in _bucket).
-SPEC_METRICS = {
-    "sanctiongate_checks_total",
-    "sanctiongate_check_duration_seconds_bucket",
-    "sanctiongate_list_changes_total",
-    "sanctiongate_change_propagation_seconds_bucket",
-    "sanctiongate_index_entries",
-    "sanctiongate_index_lag_seconds",
-    "sanctiongate_rejected_total",
-    "sanctiongate_alerts_total",
-    "sanctiongate_feedback_total",
-    "sanctiongate_feedback_overdue",
-    "sanctiongate_identifier_anomalies_total",
-}
+SPEC_METRICS = SPEC_SAMPLES
 
 
 def panels() -> list[dict]:
