@@ -12,8 +12,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from .domain.catalogue import Catalogue
 from .domain.decisions import SubjectAssessment, assess_subject, combined_incentives, strongest
@@ -31,10 +30,6 @@ from .domain.models import (
 from .index import IndexMeta, IndexUnavailable, SanctionIndex
 from .index.store import (
     GenerationChanged,
-    _meta_from,
-    check_serving,
-    decode_record,
-    wanted_entry_ids,
 )
 
 WORKER_HEARTBEAT_FRESH_SECONDS = 30.0
@@ -77,94 +72,6 @@ def _unlisted_anomalies(subjects: Sequence[Subject], candidates: list[list[Store
 Lookup = tuple[str | None, str]  # (identifier or None, normalised name)
 Found = tuple[IndexMeta, list[list[StoredEntry]]]
 
-# Many HGETs in one command: KEYS[i] holds field ARGV[i + 1]; with ARGV[1] == '1', KEYS[1] is
-# the index meta, read whole in the same atomic step as the refs.
-_HGET_MANY = """
-local out = {}
-local first = 1
-if ARGV[1] == '1' then out[1] = redis.call('HGETALL', KEYS[1]); first = 2 end
-for i = first, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[i + 1]) or false end
-return out
-"""
-_SCRIPT_CHUNK = 2_000  # keys per script call: a 10,000-subject batch never holds Redis long
-
-
-class ScriptedReads:
-    """The reads of :meth:`SanctionIndex.candidates`, a server-side script per 2,000 keys.
-
-    Same contract (the meta re-read with the refs, :class:`GenerationChanged`, unavailable
-    index), but Redis answers a batch's 20,000 lookups in a handful of replies rather than
-    20,000: the client's per-reply cost, not Redis, bounds bulk comparison. Scripts that touch
-    keys of many hash slots need a single Redis, not a Cluster; on a Cluster (CROSSSLOT) this
-    falls back to the index's own pipelined reads.
-    """
-
-    def __init__(self, index: SanctionIndex) -> None:
-        self.index = index
-        self._script = index.redis.register_script(_HGET_MANY)
-        self._cluster = False
-
-    async def candidates(self, gen: str, lookups: Sequence[Lookup]) -> Found:
-        if self._cluster:
-            return await self.index.candidates(gen, lookups)
-        try:
-            return await self._candidates(gen, lookups)
-        except ResponseError as exc:
-            if "CROSSSLOT" not in str(exc):
-                raise
-            self._cluster = True
-            return await self.index.candidates(gen, lookups)
-
-    async def _candidates(self, gen: str, lookups: Sequence[Lookup]) -> Found:
-        layout = self.index.layout
-        keys, fields = [layout.meta], [""]
-        for identifier, name in lookups:
-            if identifier:
-                keys.append(layout.identifiers(gen, identifier))
-                fields.append(identifier)
-            keys.append(layout.names(gen, name))
-            fields.append(name)
-        replies = await self._hget_many(keys, fields, with_meta=True)
-        meta = _meta_from(dict(zip(replies[0][::2], replies[0][1::2], strict=True)))
-        check_serving(meta, self.index.serve_during_rebuild)
-        if meta.gen != gen:
-            raise GenerationChanged
-        wanted = wanted_entry_ids(lookups, replies)
-        entry_ids = sorted(set().union(*wanted))
-        if not entry_ids:  # the refs and the meta were read in one atomic step
-            return meta, [[] for _ in wanted]
-        # The records are read with the meta again: a wipe or a switch between the two reads
-        # would otherwise leave refs without records, and a listed subject would pass.
-        replies = await self._hget_many(
-            [layout.meta, *(layout.entries(gen, e) for e in entry_ids)],
-            ["", *entry_ids],
-            with_meta=True,
-        )
-        still = _meta_from(dict(zip(replies[0][::2], replies[0][1::2], strict=True)))
-        check_serving(still, self.index.serve_during_rebuild)
-        if still.gen != gen:
-            raise GenerationChanged
-        records = {}
-        for entry_id, raw in zip(entry_ids, replies[1:], strict=True):
-            stored = decode_record(raw)
-            if stored is not None:
-                records[entry_id] = stored
-        return meta, [[records[e] for e in ids if e in records] for ids in wanted]
-
-    async def _hget_many(self, keys: list[str], fields: list[str], with_meta: bool) -> list:
-        if not keys:
-            return []
-        if len(keys) <= _SCRIPT_CHUNK:
-            flag = "1" if with_meta else "0"
-            return await self._script(keys=keys, args=[flag, *fields])
-        pipe: Pipeline = self.index.redis.pipeline(transaction=False)
-        for start in range(0, len(keys), _SCRIPT_CHUNK):
-            flag = "1" if with_meta and start == 0 else "0"
-            chunk = slice(start, start + _SCRIPT_CHUNK)
-            await self._script(keys=keys[chunk], args=[flag, *fields[chunk]], client=pipe)
-        return [reply for chunk in await pipe.execute() for reply in chunk]
-
-
 class CoalescedReads:
     """Concurrent checks of one process share their Redis round trips.
 
@@ -174,9 +81,8 @@ class CoalescedReads:
     re-reads the meta, so a generation switch or a wipe is detected for every check it serves.
     """
 
-    def __init__(self, index: SanctionIndex, reads: ScriptedReads) -> None:
+    def __init__(self, index: SanctionIndex) -> None:
         self.index = index
-        self.reads = reads
         self._waiting: list[tuple[str, list[Lookup], asyncio.Future[Found]]] = []
         self._busy = False  # a read is in flight
         self._drainer: asyncio.Task[None] | None = None
@@ -185,7 +91,7 @@ class CoalescedReads:
         if not self._busy:
             self._busy = True
             try:
-                return await self.reads.candidates(gen, lookups)
+                return await self.index.candidates(gen, lookups)
             finally:
                 self._busy = False
                 if self._waiting:
@@ -214,7 +120,7 @@ class CoalescedReads:
     ) -> None:
         lookups = [lookup for some, _ in waiting for lookup in some]
         try:
-            meta, found = await self.reads.candidates(gen, lookups)
+            meta, found = await self.index.candidates(gen, lookups)
         except Exception as exc:
             for _, future in waiting:
                 if not future.done():
@@ -230,8 +136,7 @@ class CoalescedReads:
 class Checker:
     def __init__(self, index: SanctionIndex) -> None:
         self.index = index
-        self.scripted = ScriptedReads(index)
-        self.reads = CoalescedReads(index, self.scripted)
+        self.reads = CoalescedReads(index)
         self._gen: str | None = None
         self._catalogue: Catalogue = Catalogue()
         self._catalogue_key: tuple[str | None, int] | None = None
@@ -251,7 +156,7 @@ class Checker:
         reads on its own so that it never delays them).
         """
         lookups = [(s.identifier, normalise_name(s.name)) for s in subjects]
-        read = self.reads.candidates if coalesce else self.scripted.candidates
+        read = self.reads.candidates if coalesce else self.index.candidates
         try:
             for _ in range(3):
                 if self._gen is None:

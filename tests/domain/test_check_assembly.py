@@ -25,16 +25,8 @@ BOSS = WITH_MANAGERS[0]["id_number"]
 NOBODY = ref_id_number("440300", date(1988, 8, 8), 1)
 
 
-class _NoRedis:
-    """The Checker registers its read script at construction; in memory there is none."""
-
-    def register_script(self, _: str) -> None:
-        return None
-
-
 class InMemoryIndex:
     def __init__(self, entries: Sequence[StoredEntry], catalogue: Catalogue) -> None:
-        self.redis = _NoRedis()
         self.entries = list(entries)
         self.catalogue = catalogue
         self.meta = IndexMeta(
@@ -64,10 +56,7 @@ class InMemoryIndex:
 
 
 def checker(*entries: StoredEntry) -> Checker:
-    index = InMemoryIndex(entries, CATALOGUE)
-    built = Checker(index)  # type: ignore[arg-type]
-    built.scripted = built.reads = index  # type: ignore[assignment]  # reads go straight to it
-    return built
+    return Checker(InMemoryIndex(entries, CATALOGUE))  # type: ignore[arg-type]
 
 
 PROCUREMENT = Matter(category="government_procurement")

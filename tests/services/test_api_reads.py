@@ -1,5 +1,6 @@
-"""The check's read paths on a real Redis: scripted bulk reads and coalesced reads answer exactly
-what the index's own pipelined reads answer, and refuse a switched, wiped or rebuilding index."""
+"""The check's read paths on a real Redis: scripted bulk reads (single Redis) and coalesced reads
+answer exactly what the per-slot pipelined reads (Cluster) answer, and refuse a switched, wiped
+or rebuilding index."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from sanctiongate.checks import CoalescedReads, ScriptedReads
+from sanctiongate.checks import CoalescedReads
 from sanctiongate.domain.identifiers import normalise_name
 from sanctiongate.domain.models import ListChange
 from sanctiongate.index import IndexUnavailable, Layout, SanctionIndex
@@ -86,6 +87,14 @@ def lookups(built: Built, n: int) -> list[tuple[str | None, str]]:
     return out
 
 
+def scripted(index: SanctionIndex) -> SanctionIndex:
+    return SanctionIndex(index.redis, index.layout, per_slot=False)
+
+
+def per_slot(index: SanctionIndex) -> SanctionIndex:
+    return SanctionIndex(index.redis, index.layout, per_slot=True)
+
+
 def ids(found: list[list]) -> list[list[tuple[str, int]]]:
     return [sorted((s.entry_id, s.version) for s in entries) for entries in found]
 
@@ -93,15 +102,15 @@ def ids(found: list[list]) -> list[list[tuple[str, int]]]:
 @pytest.mark.parametrize("n", [1, 7, 4_500])  # 4,500 subjects → 9,000+ keys: several scripts
 async def test_scripted_reads_answer_what_the_index_answers(built: Built, n: int) -> None:
     wanted = lookups(built, n)
-    meta, expected = await built.index.candidates(built.gen, wanted)
-    scripted_meta, found = await ScriptedReads(built.index).candidates(built.gen, wanted)
+    meta, expected = await per_slot(built.index).candidates(built.gen, wanted)
+    scripted_meta, found = await scripted(built.index).candidates(built.gen, wanted)
     assert scripted_meta.gen == meta.gen == built.gen
     assert ids(found) == ids(expected)
     assert sum(1 for entries in found if entries) >= n // 2  # not trivially empty
 
 
 async def test_coalesced_reads_split_one_round_trip_back_per_check(built: Built) -> None:
-    reads = CoalescedReads(built.index, ScriptedReads(built.index))
+    reads = CoalescedReads(scripted(built.index))
     per_check = [lookups(built, 40)[i : i + 1 + i % 3] for i in range(40)]
     answers = await asyncio.gather(*(reads.candidates(built.gen, ls) for ls in per_check))
     for wanted, (_, found) in zip(per_check, answers, strict=True):
@@ -110,19 +119,19 @@ async def test_coalesced_reads_split_one_round_trip_back_per_check(built: Built)
 
 
 async def test_scripted_reads_refuse_a_switched_wiped_or_rebuilding_index(built: Built) -> None:
-    reads = ScriptedReads(built.index)
+    reads = scripted(built.index)
     one = lookups(built, 1)
     with pytest.raises(GenerationChanged):
         await reads.candidates("g-some-older-generation", one)
     other = SanctionIndex(built.index.redis, Layout(prefix=f"none{uuid.uuid4().hex[:6]}"))
     with pytest.raises(IndexUnavailable) as wiped:
-        await ScriptedReads(other).candidates(built.gen, one)
+        await scripted(other).candidates(built.gen, one)
     assert wiped.value.reason == "index_not_built"
     await other.mark_rebuilding("g-next")
     await other.redis.hset(other.layout.meta, "gen", built.gen)
     try:
         with pytest.raises(IndexUnavailable) as rebuilding:
-            await ScriptedReads(other).candidates(built.gen, one)
+            await scripted(other).candidates(built.gen, one)
         assert rebuilding.value.reason == "index_rebuilding"
     finally:
         await other.redis.delete(other.layout.meta)
@@ -148,27 +157,17 @@ async def test_a_wipe_between_the_two_reads_is_never_answered(
 
     lookup = [(code, normalise_name("擦除公司"))]
     try:
-        if path == "scripted":
-            reads = ScriptedReads(index)
-            first_read = reads._hget_many
+        reader = scripted(index) if path == "scripted" else per_slot(index)
+        first_read = reader._read_with_meta
 
-            async def read_then_wipe(keys, fields, with_meta):  # type: ignore[no-untyped-def]
-                replies = await first_read(keys, fields, with_meta)
-                reads._hget_many = first_read  # type: ignore[method-assign]
-                await wipe()
-                return replies
+        async def read_then_wipe(keys, fields):  # type: ignore[no-untyped-def]
+            replies = await first_read(keys, fields)
+            reader._read_with_meta = first_read  # type: ignore[method-assign]
+            await wipe()
+            return replies
 
-            reads._hget_many = read_then_wipe  # type: ignore[method-assign]
-            candidates = reads.candidates
-        else:
-            entries = index.entries
-
-            async def wiped_entries(gen_: str, ids):  # type: ignore[no-untyped-def]
-                await wipe()
-                return await entries(gen_, ids)
-
-            index.entries = wiped_entries  # type: ignore[method-assign]
-            candidates = index.candidates
+        reader._read_with_meta = read_then_wipe  # type: ignore[method-assign]
+        candidates = reader.candidates
         with pytest.raises(IndexUnavailable):
             await candidates(gen, lookup)
     finally:

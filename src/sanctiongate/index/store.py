@@ -72,6 +72,8 @@ return 1
 """
 
 
+_SCRIPT_CHUNK = 2_000  # keys per read script: a 10,000-subject batch never holds Redis long
+
 _READ_RECORDS = """
 local found = {}
 for i = 1, #KEYS do found[i] = redis.call('HGET', KEYS[i], ARGV[i]) end
@@ -531,8 +533,9 @@ class SanctionIndex:
     ) -> tuple[IndexMeta, list[list[StoredEntry]]]:
         """For each (identifier or None, normalised name): the entries found under either key.
 
-        Two pipelined round trips for any number of subjects. The meta is re-read in the first,
-        so a read that straddles a generation switch or a wipe is detected, never answered.
+        Two reads for any number of subjects (on a single Redis, scripts of 2,000 keys each),
+        each with the meta: a read that straddles a generation switch or a wipe is refused,
+        never answered (refs without their records would make a listed subject pass).
         """
         layout = self.layout
         keys, fields = [], []
@@ -542,31 +545,51 @@ class SanctionIndex:
                 fields.append(identifier)
             keys.append(layout.names(gen, name))
             fields.append(name)
-        if self.per_slot:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hgetall(layout.meta)
-            for key, field_ in zip(keys, fields, strict=True):
-                pipe.hget(key, field_)
-            replies = await pipe.execute()
-            raw_meta = replies[0]
-        else:
-            replies = await self._read_meta_and_fields(keys=[layout.meta, *keys], args=fields)
-            flat = replies[0]
-            raw_meta = dict(zip(flat[::2], flat[1::2], strict=True))
+        raw_meta, refs = await self._read_with_meta(keys, fields)
+        meta = self._serving(raw_meta, gen)
+        wanted = wanted_entry_ids(lookups, refs)
+        if not self.per_slot and not any(wanted):  # one script read the refs and the meta
+            return meta, [[] for _ in wanted]
+        entry_ids = sorted(set().union(*wanted))
+        raw_meta, raws = await self._read_with_meta(
+            [layout.entries(gen, e) for e in entry_ids], entry_ids
+        )
+        self._serving(raw_meta, gen)
+        records = {e: s for e, s in zip(entry_ids, map(decode_record, raws), strict=True) if s}
+        return meta, [[records[e] for e in ids if e in records] for ids in wanted]
+
+    def _serving(self, raw_meta: dict[bytes, bytes], gen: str) -> IndexMeta:
         meta = _meta_from(raw_meta)
         check_serving(meta, self.serve_during_rebuild)
         if meta.gen != gen:
             raise GenerationChanged
-        wanted = wanted_entry_ids(lookups, replies)
-        if not self.per_slot and not any(wanted):  # one script read the refs and the meta
-            return meta, [[] for _ in wanted]
-        records = await self.entries(gen, set().union(*wanted))
-        # A wipe or a switch between the reads leaves refs without records: never answer then.
-        still = await self.read_meta()
-        check_serving(still, self.serve_during_rebuild)
-        if still.gen != gen:
-            raise GenerationChanged
-        return meta, [[records[e] for e in ids if e in records] for ids in wanted]
+        return meta
+
+    async def _read_with_meta(
+        self, keys: list[str], fields: list[str]
+    ) -> tuple[dict[bytes, bytes], list[bytes | None]]:
+        """The meta hash and field ``fields[i]`` of each ``keys[i]``.
+
+        Per slot (Cluster) the meta is read last in the pipeline, so a wipe during the reads
+        shows in it; on a single Redis the first script reads it atomically with its keys.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        if self.per_slot:
+            for key, field_ in zip(keys, fields, strict=True):
+                pipe.hget(key, field_)
+            pipe.hgetall(self.layout.meta)
+            *values, raw_meta = await pipe.execute()
+            return raw_meta, values
+        await self._read_meta_and_fields(
+            keys=[self.layout.meta, *keys[:_SCRIPT_CHUNK]], args=fields[:_SCRIPT_CHUNK], client=pipe
+        )
+        for start in range(_SCRIPT_CHUNK, len(keys), _SCRIPT_CHUNK):
+            chunk = slice(start, start + _SCRIPT_CHUNK)
+            await self._read_records(keys=keys[chunk], args=fields[chunk], client=pipe)
+        first, *rest = await pipe.execute()
+        flat, *values = first
+        values += [value for chunk in rest for value in chunk]
+        return dict(zip(flat[::2], flat[1::2], strict=True)), values
 
     async def entries(self, gen: str, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
         entry_ids = list(entry_ids)
@@ -677,16 +700,16 @@ class SanctionIndex:
 
 
 def wanted_entry_ids(
-    lookups: Sequence[tuple[str | None, str]], replies: Sequence[bytes | None]
+    lookups: Sequence[tuple[str | None, str]], refs: Sequence[bytes | None]
 ) -> list[set[str]]:
-    """Per lookup, the entry ids its refs name; ``replies[1:]`` hold the identifier ref (when
-    the lookup has an identifier) then the name ref of each lookup, in order."""
+    """Per lookup, the entry ids its refs name; ``refs`` hold the identifier ref (when the
+    lookup has an identifier) then the name ref of each lookup, in order."""
     wanted: list[set[str]] = []
-    position = 1
+    position = 0
     for identifier, _ in lookups:
         ids: set[str] = set()
         for _ in range(2 if identifier else 1):
-            ids.update(entry_id for entry_id, _ in unpack_refs(replies[position]))
+            ids.update(entry_id for entry_id, _ in unpack_refs(refs[position]))
             position += 1
         wanted.append(ids)
     return wanted

@@ -17,7 +17,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from redis.exceptions import RedisError
 
-from .. import metrics
 from ..index import IndexUnavailable
 
 log = logging.getLogger(__name__)
@@ -200,8 +199,3 @@ class _FinishBatchFirst(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("%s: assigned %s", self.owner.topic, sorted(tp.partition for tp in assigned))
-
-
-async def report_lag(consumer: BatchConsumer) -> None:
-    pending, _ = await consumer.lag()
-    metrics.consumer_lag_messages.labels(topic=consumer.topic, group=consumer.group).set(pending)

@@ -85,9 +85,6 @@ class ListChangeIngest:
             metrics.source_seen(source, seen_at)
         result = await self.runtime.index.apply_changes(gen, changes)
         self._observe(result, produced_at)
-        newest = result.newest_event_time
-        if newest is not None:
-            await self.runtime.index.note_newest(newest)
         for hook in self.on_applied:
             await hook(result)
         if letters:

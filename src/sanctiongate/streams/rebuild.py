@@ -128,9 +128,7 @@ class Rebuilder:
                 changes.append(decode(record.value, ListChange, "list_change/v1"))
             except BadMessage:
                 continue  # dead-lettered when it first arrived
-        result = await self.index.apply_changes(gen, changes)
-        if result.newest_event_time is not None:
-            await self.index.note_newest(result.newest_event_time)
+        await self.index.apply_changes(gen, changes)  # it notes the newest event time too
 
     async def _apply_measures(self, gen: str, records: Sequence[ConsumerRecord]) -> None:
         await apply_measure_records(self.index, gen, records)
