@@ -72,6 +72,7 @@ def _unlisted_anomalies(subjects: Sequence[Subject], candidates: list[list[Store
 Lookup = tuple[str | None, str]  # (identifier or None, normalised name)
 Found = tuple[IndexMeta, list[list[StoredEntry]]]
 
+
 class CoalescedReads:
     """Concurrent checks of one process share their Redis round trips.
 
@@ -177,17 +178,43 @@ class Checker:
     async def assess(
         self, subjects: Sequence[Subject], matter: Matter, now: datetime, coalesce: bool = False
     ) -> tuple[IndexMeta, list[SubjectAssessment]]:
-        meta, candidates = await self.lookup(subjects, coalesce)
-        _unlisted_anomalies(subjects, candidates)
+        meta, [outcome] = await self.assess_many([(subjects, matter)], now, coalesce)
+        if isinstance(outcome, IdentifierNotListed):
+            raise outcome
+        return meta, outcome
+
+    async def assess_many(
+        self,
+        checks: Sequence[tuple[Sequence[Subject], Matter]],
+        now: datetime,
+        coalesce: bool = False,
+    ) -> tuple[IndexMeta, list[list[SubjectAssessment] | IdentifierNotListed]]:
+        """Several checks with one index lookup; a check whose identifier fails its check
+        character (and is not listed as such) gets :class:`IdentifierNotListed` in its place."""
+        meta, candidates = await self.lookup(
+            [s for subjects, _ in checks for s in subjects], coalesce
+        )
         try:
             catalogue = await self.catalogue(meta)
         except (RedisError, OSError) as exc:
             raise IndexUnavailable("redis_unavailable", f"Redis cannot be reached: {exc}") from exc
-        assessments = [
-            assess_subject(subject, found, catalogue, matter.category, now)
-            for subject, found in zip(subjects, candidates, strict=True)
-        ]
-        return meta, assessments
+        outcomes: list[list[SubjectAssessment] | IdentifierNotListed] = []
+        start = 0
+        for subjects, matter in checks:
+            found = candidates[start : start + len(subjects)]
+            start += len(subjects)
+            try:
+                _unlisted_anomalies(subjects, found)
+            except IdentifierNotListed as refused:
+                outcomes.append(refused)
+                continue
+            outcomes.append(
+                [
+                    assess_subject(subject, entries, catalogue, matter.category, now)
+                    for subject, entries in zip(subjects, found, strict=True)
+                ]
+            )
+        return meta, outcomes
 
     async def check(
         self,

@@ -22,8 +22,7 @@ from aiokafka import ConsumerRecord
 
 from .. import metrics
 from ..api.audit import audit_record
-from ..checks import IdentifierNotListed, _unlisted_anomalies, as_of, decision_from
-from ..domain.decisions import assess_subject
+from ..checks import IdentifierNotListed, as_of, decision_from
 from ..domain.models import (
     Alert,
     ApprovalEvent,
@@ -108,33 +107,24 @@ class ApprovalComparison:
         """Decide every event with one index lookup; a typing-slip identifier is rejected."""
         if not events:
             return []
-        subjects = [s for _, e in events for s in e.subjects]
-        meta, candidates = await self.runtime.checker.lookup(subjects)
-        catalogue = await self.runtime.checker.catalogue(meta)
         now = datetime.now(UTC)
+        meta, assessed = await self.runtime.checker.assess_many(
+            [(e.subjects, e.matter) for _, e in events], now
+        )
         snapshot = as_of(meta, now)
         outcomes: list[Decision | RejectionError] = []
-        start = 0
-        for _, event in events:
-            found = candidates[start : start + len(event.subjects)]
-            start += len(event.subjects)
-            try:
-                _unlisted_anomalies(event.subjects, found)
-            except IdentifierNotListed as exc:
+        for (_, event), outcome in zip(events, assessed, strict=True):
+            if isinstance(outcome, IdentifierNotListed):
                 outcomes.append(
                     RejectionError(
-                        code="identifier_check_failed", message=exc.message, path=exc.field
+                        code="identifier_check_failed", message=outcome.message, path=outcome.field
                     )
                 )
                 continue
-            assessments = [
-                assess_subject(s, f, catalogue, event.matter.category, now)
-                for s, f in zip(event.subjects, found, strict=True)
-            ]
             outcomes.append(
                 decision_from(
                     event.subjects,
-                    assessments,
+                    outcome,
                     matter=event.matter,
                     department=event.department,
                     request_id=event.request_id,
