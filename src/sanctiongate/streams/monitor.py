@@ -4,7 +4,7 @@
 - every list change that makes a subject black-listed, and every black listing whose
   ``effective_from`` arrives, is compared with the approvals of the look-back window
   (``retroactive_hit``);
-- a timer raises ``feedback_overdue`` for decisions past their SLA and keeps the gauges fresh.
+- a timer raises ``feedback_overdue`` for decisions past their SLA.
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-ENTRY_COUNT_EVERY_SECONDS = 15.0
 
 
 class FeedbackIngest:
@@ -102,7 +100,9 @@ class RetroactiveComparison:
 
 
 class Monitor:
-    """The periodic part: overdue feedback, activations, gauges. Safe on several workers."""
+    """The periodic part: overdue feedback and activations. Safe on several workers.
+
+    Entry gauges are read from Redis when /metrics is scraped (:mod:`..metrics`), not here."""
 
     def __init__(
         self,
@@ -115,7 +115,6 @@ class Monitor:
         self.ledger = ledger
         self.retroactive = retroactive
         self.clock = clock
-        self._counted_at = 0.0
 
     async def tick(self) -> None:
         meta = await self.runtime.index.read_meta()
@@ -127,12 +126,6 @@ class Monitor:
         if due:
             found = await self.runtime.index.entries(meta.gen, due)
             await self.retroactive.on_activated(list(found.values()))
-        if now - self._counted_at >= ENTRY_COUNT_EVERY_SECONDS:
-            self._counted_at = now
-            counts = await self.runtime.index.counts(meta.gen)
-            metrics.index_entries.clear()
-            for (polarity, list_type), n in counts.items():
-                metrics.index_entries.labels(polarity=polarity, list_type=list_type).set(n)
 
     async def _overdue(self, now: float) -> None:
         sla = self.ledger.feedback_sla_seconds
