@@ -51,6 +51,10 @@ def _api(args: argparse.Namespace) -> int:
         log_level=args.loglevel.lower(),
         log_config=dict_config(args.loglevel),
         access_log=False,
+        # Named, not "auto": a missing uvloop or httptools must fail the start, not quietly
+        # halve the throughput (bench/api.py runs its baseline under the same two).
+        loop="uvloop",
+        http="httptools",
     )
     return 0
 

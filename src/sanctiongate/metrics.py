@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -195,6 +196,17 @@ def exposed_names() -> frozenset[str]:
         for family in metric.describe()
         for suffix in _SAMPLE_SUFFIXES[family.type]
     )
+
+
+# A check's series, looked up (and their labels masked) once, not on every check.
+@lru_cache(maxsize=16)
+def check_duration(channel: str) -> Histogram:
+    return check_duration_seconds.labels(channel=channel)
+
+
+@lru_cache(maxsize=4096)
+def check_count(channel: str, decision: str, matter_category: str) -> Counter:
+    return checks_total.labels(channel=channel, decision=decision, matter_category=matter_category)
 
 
 def source_seen(source: str, at: float | None = None) -> None:

@@ -40,6 +40,7 @@ from ..keys import ApiKey, KeyStore
 from ..settings import Settings, get_settings
 from ..topics import ORIGIN_HEADER
 from .audit import AuditTrail
+from .coalesce import Coalesced
 from .errors import (
     ApiError,
     ErrorBody,
@@ -52,6 +53,7 @@ from .errors import (
     validation_response,
 )
 from .idempotency import Idempotency, fingerprint
+from .redis_packing import pack_with_hiredis
 from .schemas import (
     FeedbackAccepted,
     FeedbackRequest,
@@ -83,7 +85,9 @@ JSON = "application/json"
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=1)
+        self.redis = pack_with_hiredis(
+            Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=1)
+        )
         self.index = SanctionIndex(
             self.redis, Layout(prefix=settings.index_prefix), settings.serve_during_rebuild
         )
@@ -99,6 +103,10 @@ class Services:
             lookback_seconds=settings.lookback_days * 86400,
             feedback_sla_seconds=settings.feedback_sla_seconds,
             decision_ttl_seconds=settings.decision_ttl_seconds,
+        )
+        # Concurrent block/review decisions are remembered together: two scripts for many.
+        self.remember_decision: Coalesced[Decision, Decision] = Coalesced(
+            self.ledger.record_decisions
         )
         self.kafka_ready = False
 
@@ -169,7 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await services.stop()
         metrics.process_exiting()
 
-    app = FastAPI(
+    app = SanctionGate(
         title="sanctiongate",
         version="1",
         summary="Joint-sanction pre-approval check (联合奖惩自动拦截)",
@@ -189,12 +197,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     framework_stack = app.build_middleware_stack
 
     def build_middleware_stack() -> ASGIApp:
-        # Outside Starlette's own layers (error, telemetry, body-limit middleware and their
-        # send wrappers): the checks pay for none of them. FastChecks answers every error itself.
-        inner = framework_stack()
-        return BodyLimit(FastChecks(inner, services), limit=settings.max_body_bytes)
+        return BodyLimit(framework_stack(), limit=settings.max_body_bytes)
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    # The checks skip FastAPI and Starlette altogether (telemetry probe, error and exception
+    # middleware and their send wrappers): FastChecks answers every error itself, and hands
+    # what it does not serve (another content type, another method) to the framework.
+    app.checks = BodyLimit(FastChecks(app.framework, services), limit=settings.max_body_bytes)
 
     @app.post(
         "/v1/checks",
@@ -300,6 +309,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 Runner = Callable[["Services", ApiKey, Any], Awaitable[bytes]]
+FAST_PATHS = frozenset({"/v1/checks", "/v1/checks/batch"})
+
+
+class SanctionGate(FastAPI):
+    """FastAPI, with ``POST /v1/checks`` and ``/v1/checks/batch`` answered before it."""
+
+    checks: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.checks is not None and scope["type"] == "http" and scope["path"] in FAST_PATHS:
+            await self.checks(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request as FastAPI alone would serve it."""
+        await super().__call__(scope, receive, send)
 
 
 class FastChecks:
@@ -416,7 +442,7 @@ async def run_check(services: Services, key: ApiKey, body: CheckRequest) -> byte
     except IdentifierNotListed as exc:
         raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
     if decision.decision != "pass":
-        await services.ledger.record_decisions([decision])
+        await services.remember_decision(decision)
     answer = decision.model_dump_json(by_alias=True).encode()
     if body.request_id:
         answer = await services.idempotency.remember(
@@ -440,15 +466,13 @@ async def run_batch(services: Services, key: ApiKey, body: BatchCheckRequest) ->
         )
     except IdentifierNotListed as exc:
         raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
-    metrics.check_duration_seconds.labels(channel="batch").observe(time.perf_counter() - started)
+    metrics.check_duration("batch").observe(time.perf_counter() - started)
     for decision, count in Counter(r.decision for r in response.results).items():
-        metrics.checks_total.labels(
-            channel="batch", decision=decision, matter_category=body.matter.category
-        ).inc(count)
+        metrics.check_count("batch", decision, body.matter.category).inc(count)
     services.audit.record(key, "batch", response)
     return response.model_dump_json(by_alias=True).encode()
 
 
 def _observe(channel: str, decision: str, category: str, started: float) -> None:
-    metrics.check_duration_seconds.labels(channel=channel).observe(time.perf_counter() - started)
-    metrics.checks_total.labels(channel=channel, decision=decision, matter_category=category).inc()
+    metrics.check_duration(channel).observe(time.perf_counter() - started)
+    metrics.check_count(channel, decision, category).inc()
