@@ -14,7 +14,7 @@ import pytest
 
 from sanctiongate.checks import Checker, IdentifierNotListed
 from sanctiongate.domain.catalogue import Catalogue
-from sanctiongate.domain.models import Matter, StoredEntry
+from sanctiongate.domain.models import BatchCheckResponse, Matter, StoredEntry
 from sanctiongate.index.store import IndexMeta
 
 from .reference import ref_id_number
@@ -105,6 +105,18 @@ async def test_batch_judges_each_subject_on_its_own() -> None:
     assert [r.decision for r in response.results] == ["block", "pass"]
     assert response.results[0].incentives == []
     assert len(response.results[1].incentives) == 2
+
+
+async def test_batch_response_is_what_validation_would_build() -> None:
+    # The batch builds its response without validating it again (model_construct): it must
+    # still be a valid response and serialise exactly as a validated one.
+    red = stored("red", list_type=MODEL, polarity="red", ident=OTHER_ORG, name="红")
+    response = await checker(red, stored("black")).batch(
+        [org(), org(OTHER_ORG, name="红"), person(NOBODY)], PROCUREMENT, "财政局", "b-1", NOW
+    )
+    validated = BatchCheckResponse.model_validate(response.model_dump())
+    assert validated.model_dump_json(by_alias=True) == response.model_dump_json(by_alias=True)
+    assert response.results[2].identifier is not None and "*" in response.results[2].identifier
 
 
 async def test_a_code_failing_its_check_is_refused_unless_exactly_it_is_listed() -> None:
