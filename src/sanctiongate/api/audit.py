@@ -132,8 +132,8 @@ class AuditTrail:
     ) -> None:
         """One record batch per partition (keyed by department, as ``send`` would place them),
         instead of one ``send`` per record: each of those cost a future, a partitioner call and,
-        with a full batch, a wait of its own. A partition whose delivery fails is sent again;
-        the ones delivered are not (no duplicates from a retry)."""
+        with a full batch, a wait of its own. What failed to be delivered is sent again; what
+        was delivered is not (a retry makes no duplicates)."""
         messages = [message for record in records if (message := _message(record)) is not None]
         pending: dict[int, list[tuple[bytes, bytes]]] | None = None
         while True:
@@ -165,17 +165,18 @@ class AuditTrail:
             await asyncio.sleep(1)
 
     async def _deliver(self, partition: int, messages: list[tuple[bytes, bytes]]) -> None:
-        deliveries = []
-        batch = self.producer.create_batch()
-        for key, value in messages:
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it
-                deliveries.append(
-                    await self.producer.send_batch(batch, self.topic, partition=partition)
-                )
-                batch = self.producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any
-        deliveries.append(await self.producer.send_batch(batch, self.topic, partition=partition))
-        await asyncio.gather(*deliveries)
+        """Send ``messages`` to ``partition`` in as few record batches as fit; each delivered
+        batch's messages leave the list, so a retry after a failure sends only the rest."""
+        while messages:
+            batch = self.producer.create_batch()
+            taken = 0
+            for key, value in messages:
+                # An empty batch takes a record of any size; a full one answers None.
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    break
+                taken += 1
+            await (await self.producer.send_batch(batch, self.topic, partition=partition))
+            del messages[:taken]
 
 
 def _message(record: dict) -> tuple[bytes, bytes] | None:
