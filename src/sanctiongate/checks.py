@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from .domain.catalogue import Catalogue
 from .domain.decisions import SubjectAssessment, assess_subject, combined_incentives, strongest
-from .domain.identifiers import normalise_name, resident_id_check_char, uscc_check_char
+from .domain.identifiers import normalise_name, parse_resident_id, parse_uscc
 from .domain.models import (
     AsOf,
     BatchCheckResponse,
@@ -47,12 +47,12 @@ class IdentifierNotListed(Exception):
 
 
 def _check_character_fails(subject: Subject) -> bool:
-    """The model has normalised the code already: only its check character is left to compute
-    (Subject.identifier_anomalies would parse it again, for every subject of a batch)."""
+    """The model's validator parsed the code a moment ago: its parse is a cache hit here
+    (computing the check character again cost more)."""
     if subject.uscc:
-        return uscc_check_char(subject.uscc[:17]) != subject.uscc[17]
+        return not parse_uscc(subject.uscc).check_ok
     if subject.id_number:
-        return resident_id_check_char(subject.id_number[:17]) != subject.id_number[17]
+        return not parse_resident_id(subject.id_number).check_ok
     return False
 
 
@@ -279,15 +279,20 @@ def decision_from(
     snapshot: AsOf,
     now: datetime,
 ) -> Decision:
-    """The Decision of SPEC §4 for assessed subjects: strongest wins, masked, in order."""
-    return Decision(
+    """The Decision of SPEC §4 for assessed subjects: strongest wins, masked, in order.
+
+    Built without validation: every part is already a validated model or a value computed
+    here, and validating it again cost more than deciding (tests/domain/test_decision_wire.py
+    checks that what is built equals what its own JSON validates to).
+    """
+    return Decision.model_construct(
         request_id=request_id,
         department=department,
         matter=matter,
         decision=strongest(a.decision for a in assessments),
         incentives=combined_incentives(assessments),
         subjects=[
-            SubjectResult(
+            SubjectResult.model_construct(
                 role=s.role,
                 kind=s.kind,
                 name=s.name,

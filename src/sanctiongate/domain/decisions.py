@@ -102,7 +102,8 @@ def _distinct_roles(matches: list[Match]) -> list[Match]:
 
 
 def applied(measure: Measure) -> AppliedMeasure:
-    return AppliedMeasure(
+    # Built, not validated: the measure's own fields were validated when it was read.
+    return AppliedMeasure.model_construct(
         measure_id=measure.measure_id,
         title=measure.title,
         effect=measure.effect,
@@ -167,7 +168,8 @@ def _hit(match: Match, measures: Sequence[Measure]) -> Hit:
     stored = match.stored
     entry = stored.entry
     assert entry is not None
-    return Hit(
+    # Built, not validated: every field comes from the validated stored entry or the rules.
+    return Hit.model_construct(
         entry_id=stored.entry_id,
         list_type=entry.list_type,
         polarity=entry.polarity,
