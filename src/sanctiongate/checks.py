@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
+from .domain.assembled import assembled
 from .domain.catalogue import Catalogue
 from .domain.decisions import SubjectAssessment, assess_subject, combined_incentives, strongest
 from .domain.identifiers import normalise_name, parse_resident_id, parse_uscc
@@ -281,29 +282,35 @@ def decision_from(
 ) -> Decision:
     """The Decision of SPEC §4 for assessed subjects: strongest wins, masked, in order.
 
-    Built without validation: every part is already a validated model or a value computed
-    here, and validating it again cost more than deciding (tests/domain/test_decision_wire.py
-    checks that what is built equals what its own JSON validates to).
+    Assembled without validation (see :mod:`.domain.assembled`): every part is a validated
+    model or a value the rules computed.
     """
-    return Decision.model_construct(
-        request_id=request_id,
-        department=department,
-        matter=matter,
-        decision=strongest(a.decision for a in assessments),
-        incentives=combined_incentives(assessments),
-        subjects=[
-            SubjectResult.model_construct(
-                role=s.role,
-                kind=s.kind,
-                name=s.name,
-                identifier=s.masked_identifier,
-                decision=a.decision,
-                hits=a.hits,
-            )
-            for s, a in zip(subjects, assessments, strict=True)
-        ],
-        as_of=snapshot,
-        decided_at=now,
+    return assembled(
+        Decision,
+        {
+            "schema_": "decision/v1",
+            "request_id": request_id,
+            "department": department,
+            "matter": matter,
+            "decision": strongest(a.decision for a in assessments),
+            "incentives": combined_incentives(assessments),
+            "subjects": [
+                assembled(
+                    SubjectResult,
+                    {
+                        "role": s.role,
+                        "kind": s.kind,
+                        "name": s.name,
+                        "identifier": s.masked_identifier,
+                        "decision": a.decision,
+                        "hits": a.hits,
+                    },
+                )
+                for s, a in zip(subjects, assessments, strict=True)
+            ],
+            "as_of": snapshot,
+            "decided_at": now,
+        },
     )
 
 

@@ -8,8 +8,9 @@ import warnings
 
 import orjson
 import pytest
+from pydantic import BaseModel
 
-from sanctiongate.domain.models import Decision, Subject
+from sanctiongate.domain.models import AppliedMeasure, Decision, Hit, Subject, SubjectResult
 
 from .test_check_assembly import NOBODY, NOW, PROCUREMENT, checker
 from .test_decisions import (
@@ -101,3 +102,22 @@ async def test_the_wire_shape_of_a_decision() -> None:
     [named] = (await decide(CHECKS[2])).subjects
     assert [h.match for h in named.hits] == ["name"]
 
+
+@pytest.mark.parametrize("model", [Decision, SubjectResult, Hit, AppliedMeasure])
+def test_assembled_models_have_no_state_it_would_skip(model: type[BaseModel]) -> None:
+    # assembled() sets only what model_construct sets: no private attributes, no post-init
+    # hook, no extra fields may appear on the models built with it.
+    assert not model.__private_attributes__
+    assert not model.__pydantic_post_init__
+    assert model.model_config.get("extra") != "allow"
+
+
+async def test_assembled_equals_validated() -> None:
+    decision = await decide(CHECKS[0])
+    validated = Decision(**{name: getattr(decision, name) for name in Decision.model_fields})
+    assert validated == decision
+    assert validated.model_fields_set - {"schema_"} <= decision.model_fields_set
+    hit = decision.subjects[3].hits[0]
+    assert Hit.model_validate(hit.model_dump()) == hit
+    measure = hit.measures[0]
+    assert AppliedMeasure.model_validate(measure.model_dump()) == measure

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from .assembled import assembled
 from .catalogue import Catalogue
 from .identifiers import normalise_name
 from .models import (
@@ -102,14 +103,17 @@ def _distinct_roles(matches: list[Match]) -> list[Match]:
 
 
 def applied(measure: Measure) -> AppliedMeasure:
-    # Built, not validated: the measure's own fields were validated when it was read.
-    return AppliedMeasure.model_construct(
-        measure_id=measure.measure_id,
-        title=measure.title,
-        effect=measure.effect,
-        mandatory=measure.mandatory,
-        legal_basis=measure.legal_basis,
-        implementing_departments=list(measure.implementing_departments),
+    # Assembled, not validated: the measure's fields were validated when it was read.
+    return assembled(
+        AppliedMeasure,
+        {
+            "measure_id": measure.measure_id,
+            "title": measure.title,
+            "effect": measure.effect,
+            "mandatory": measure.mandatory,
+            "legal_basis": measure.legal_basis,
+            "implementing_departments": list(measure.implementing_departments),
+        },
     )
 
 
@@ -168,19 +172,22 @@ def _hit(match: Match, measures: Sequence[Measure]) -> Hit:
     stored = match.stored
     entry = stored.entry
     assert entry is not None
-    # Built, not validated: every field comes from the validated stored entry or the rules.
-    return Hit.model_construct(
-        entry_id=stored.entry_id,
-        list_type=entry.list_type,
-        polarity=entry.polarity,
-        authority=entry.authority,
-        basis=entry.basis,
-        effective_from=entry.effective_from,
-        effective_until=entry.effective_until,
-        match=match.kind,
-        role=match.role,
-        disputed=entry.disputed,
-        measures=[applied(m) for m in measures],
+    # Assembled, not validated: every field comes from the validated entry or the rules.
+    return assembled(
+        Hit,
+        {
+            "entry_id": stored.entry_id,
+            "list_type": entry.list_type,
+            "polarity": entry.polarity,
+            "authority": entry.authority,
+            "basis": entry.basis,
+            "effective_from": entry.effective_from,
+            "effective_until": entry.effective_until,
+            "match": match.kind,
+            "role": match.role,
+            "disputed": entry.disputed,
+            "measures": [applied(m) for m in measures],
+        },
     )
 
 
