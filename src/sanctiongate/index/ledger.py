@@ -68,23 +68,26 @@ return out
 # Standalone Redis only: keep each decision unless its request has one and, for a block or
 # review kept here, start its feedback clock (as _REGISTER_DUE) in the same step, so a crash
 # cannot leave a decision that owes no feedback. KEYS[1..4]: feedback due, info, done, overdue;
-# KEYS[5..]: one decision key per decision. ARGV[1]: the TTL; then four per decision: its body,
-# its feedback member ('' for a pass), due time, feedback info. Per decision: false when this
-# call stored it, else the body already held.
+# KEYS[5..]: one decision key per decision. ARGV[1]: the TTL; ARGV[2..n+1]: the decisions'
+# bodies; then four per feedback owed: the decision's position, member, due time, info (a pass
+# owes none, and costs no arguments). Per decision: false when this call stored it, else the
+# body already held.
 _KEEP_FIRST_DECISIONS = """
+local n = #KEYS - 4
 local out = {}
-for i = 5, #KEYS do
-  local a = 2 + (i - 5) * 4
-  if redis.call('SET', KEYS[i], ARGV[a], 'NX', 'EX', ARGV[1]) then
-    out[i - 4] = false
-    local member = ARGV[a + 1]
-    if member ~= '' and not redis.call('ZSCORE', KEYS[3], member)
-        and not redis.call('ZSCORE', KEYS[4], member)
-        and redis.call('ZADD', KEYS[1], 'NX', ARGV[a + 2], member) == 1 then
-      redis.call('HSET', KEYS[2], member, ARGV[a + 3])
-    end
+for i = 1, n do
+  if redis.call('SET', KEYS[i + 4], ARGV[i + 1], 'NX', 'EX', ARGV[1]) then
+    out[i] = false
   else
-    out[i - 4] = redis.call('GET', KEYS[i])
+    out[i] = redis.call('GET', KEYS[i + 4])
+  end
+end
+for a = n + 2, #ARGV, 4 do
+  local member = ARGV[a + 1]
+  if out[tonumber(ARGV[a])] == false and not redis.call('ZSCORE', KEYS[3], member)
+      and not redis.call('ZSCORE', KEYS[4], member)
+      and redis.call('ZADD', KEYS[1], 'NX', ARGV[a + 2], member) == 1 then
+    redis.call('HSET', KEYS[2], member, ARGV[a + 3])
   end
 end
 return out
@@ -159,12 +162,10 @@ class Ledger:
         if self.per_slot:
             return await self._keep_first_per_slot(decisions, keys, bodies)
         feedback_keys = [self.layout.feedback(p) for p in ("due", "info", "done", "overdue")]
-        args: list[bytes | str | float | int] = [self.decision_ttl_seconds]
-        for decision, body in zip(decisions, bodies, strict=True):
-            if decision.decision == "pass":
-                args.extend((body, "", 0, ""))
-            else:
-                args.extend((body, *self._feedback_due(decision)))
+        args: list[bytes | str | float | int] = [self.decision_ttl_seconds, *bodies]
+        for position, decision in enumerate(decisions, start=1):
+            if decision.decision != "pass":
+                args.extend((position, *self._feedback_due(decision)))
         return await self._keep_first_decisions(keys=[*feedback_keys, *keys], args=args)
 
     async def _keep_first_per_slot(

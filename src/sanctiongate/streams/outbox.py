@@ -22,15 +22,18 @@ class Outbox:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
         self._partitions: dict[str, list[int]] = {}
+        self._partition_of: dict[tuple[str, bytes], int] = {}  # murmur2 is pure Python
         self._open: dict[tuple[str, int], object] = {}  # (topic, partition) → BatchBuilder
         self._sent: list[asyncio.Future] = []
 
     async def add(self, topic: str, key: bytes, value: bytes) -> None:
-        partitions = self._partitions.get(topic)
-        if partitions is None:
-            partitions = sorted(await self.producer.partitions_for(topic))
-            self._partitions[topic] = partitions
-        partition = _partitioner(key, partitions, partitions)
+        partition = self._partition_of.get((topic, key))
+        if partition is None:
+            partitions = self._partitions.get(topic)
+            if partitions is None:
+                partitions = sorted(await self.producer.partitions_for(topic))
+                self._partitions[topic] = partitions
+            partition = self._partition_of[topic, key] = _partitioner(key, partitions, partitions)
         batch = self._open.get((topic, partition))
         if batch is None:
             batch = self._open[topic, partition] = self.producer.create_batch()
