@@ -5,8 +5,11 @@ request is kept in the ledger and a replayed or duplicated event republishes tha
 ``approved`` → remembered per subject for the look-back window, and ``approval_despite_block``
 when its request was blocked (or, with no decision recorded, when the subject is blocked now).
 
-A whole batch is decided with one index lookup (two pipelined round trips for all subjects of
-all events), which is what makes ≥ 10,000 decisions/s per worker possible.
+A whole batch is decided together: one index lookup for all subjects of all events, one ledger
+read and one ledger script (first decisions kept, feedback clocks started), each decision
+serialised once, and the decisions with their ``audit/v1`` records published as per-partition
+record batches (:class:`.outbox.Outbox`). bench/README.md has what that reaches and where the
+remaining time goes.
 """
 
 from __future__ import annotations
