@@ -390,6 +390,11 @@ async def bench_decisions(
     values = await read_all(settings, settings.topic_decisions, before + count)
     decisions = [orjson.loads(v) for v in values]
     outcome = Counter(d["decision"] for d in decisions)
+    # Every decision leaves one audit record (audit/v1, channel "stream") saying the same.
+    log("decisions: reading every audit record back")
+    audits = [orjson.loads(v) for v in await read_all(settings, settings.topic_audit, count)]
+    said = {d["request_id"]: d["decision"] for d in decisions}
+    audited = Counter(a["request_id"] for a in audits if a.get("channel") == "stream")
     listed = sum(1 for i in range(count) if i % LISTED_SHARE == 0)
     figures = {
         "events": count,
@@ -398,6 +403,9 @@ async def bench_decisions(
         "decisions_per_s_with_startup": round(count / (now - launched)),
         "worker_decisions_per_cpu_s": round((count - first_value) / cpu) if cpu else None,
         "distinct_requests": len({d["request_id"] for d in decisions}),
+        "audit_records": len(audits),
+        "audited_once_each": set(audited) == set(said) and set(audited.values()) == {1},
+        "audit_agrees": all(said.get(a["request_id"]) == a["decision"] for a in audits),
         "outcomes": dict(outcome),
         "listed_requests": listed,
         "rejected": rejected,

@@ -121,6 +121,36 @@ def test_the_good_messages_decode() -> None:
     assert decode(orjson.dumps(FEEDBACK), Feedback, "feedback/v1").outcome == "overridden"
 
 
+GOOD = [
+    (orjson.dumps(APPROVAL), ApprovalEvent, "approval_event/v1"),
+    (approval("subjects.0.uscc", " " + uscc().lower() + " "), ApprovalEvent, "approval_event/v1"),
+    (approval("matter.code", "A-1"), ApprovalEvent, "approval_event/v1"),
+    (approval("occurred_at", "2024-02-29T23:59:59.5+08:00"), ApprovalEvent, "approval_event/v1"),
+    (orjson.dumps(FEEDBACK), Feedback, "feedback/v1"),
+]
+
+
+@pytest.mark.parametrize(("raw", "model", "schema"), GOOD)
+def test_decoding_straight_from_json_gives_what_the_dict_path_gives(raw, model, schema) -> None:  # type: ignore[no-untyped-def]
+    # decode() lets pydantic parse the bytes; the result must be what validating orjson's
+    # dicts (the path that names the faults) gives.
+    assert decode(raw, model, schema) == model.model_validate(orjson.loads(raw))
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (orjson.dumps(APPROVAL).replace(b"req-1", b"req-\\ud800"), "invalid_json"),  # surrogate
+        (orjson.dumps(APPROVAL).replace(b"req-1", b"req-\xff"), "invalid_json"),  # not UTF-8
+        (orjson.dumps(APPROVAL)[:-1] + b', "schema": "feedback/v1"}', "unknown_schema"),
+    ],
+)
+def test_what_the_dict_path_refuses_is_refused(raw: bytes, code: str) -> None:
+    with pytest.raises(BadMessage) as caught:
+        decode(raw, ApprovalEvent, "approval_event/v1")
+    assert caught.value.error.code == code
+
+
 def test_a_reason_never_repeats_a_personal_id_number() -> None:
     with pytest.raises(BadMessage) as caught:
         decode(approval("subjects.1.id_number", BAD_ID), *APPROVAL_TOPIC)

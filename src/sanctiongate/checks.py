@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
+from .domain.assembled import assembled
 from .domain.catalogue import Catalogue
 from .domain.decisions import SubjectAssessment, assess_subject, combined_incentives, strongest
 from .domain.identifiers import normalise_name, parse_resident_id, parse_uscc
@@ -282,26 +283,37 @@ def decision_from(
     snapshot: AsOf,
     now: datetime,
 ) -> Decision:
-    """The Decision of SPEC §4 for assessed subjects: strongest wins, masked, in order."""
-    return Decision(
-        request_id=request_id,
-        department=department,
-        matter=matter,
-        decision=strongest(a.decision for a in assessments),
-        incentives=combined_incentives(assessments),
-        subjects=[
-            SubjectResult(
-                role=s.role,
-                kind=s.kind,
-                name=s.name,
-                identifier=s.masked_identifier,
-                decision=a.decision,
-                hits=a.hits,
-            )
-            for s, a in zip(subjects, assessments, strict=True)
-        ],
-        as_of=snapshot,
-        decided_at=now,
+    """The Decision of SPEC §4 for assessed subjects: strongest wins, masked, in order.
+
+    Assembled without validation (see :mod:`.domain.assembled`): every part is a validated
+    model or a value the rules computed.
+    """
+    return assembled(
+        Decision,
+        {
+            "schema_": "decision/v1",
+            "request_id": request_id,
+            "department": department,
+            "matter": matter,
+            "decision": strongest(a.decision for a in assessments),
+            "incentives": combined_incentives(assessments),
+            "subjects": [
+                assembled(
+                    SubjectResult,
+                    {
+                        "role": s.role,
+                        "kind": s.kind,
+                        "name": s.name,
+                        "identifier": s.masked_identifier,
+                        "decision": a.decision,
+                        "hits": a.hits,
+                    },
+                )
+                for s, a in zip(subjects, assessments, strict=True)
+            ],
+            "as_of": snapshot,
+            "decided_at": now,
+        },
     )
 
 

@@ -1,5 +1,6 @@
 """The audit trail: every check leaves a record an auditor can read back (``sanction.audit``).
 
+The records themselves are built in :mod:`sanctiongate.audit` (shared with the stream).
 Records are queued and sent in the background so a slow or absent broker never delays a
 check; the queue is bounded and what it must drop is counted and logged.
 """
@@ -9,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter
 
+from ..audit import audit_record, replay_record
 from ..domain.models import BatchCheckResponse, Decision
 from ..keys import ApiKey
 
@@ -27,55 +28,6 @@ audit_dropped_total = Counter(
 
 QUEUE_LIMIT = 100_000
 FLUSH_SECONDS = 0.05
-
-
-def audit_record(
-    channel: str, department: str, key_id: str | None, result: Decision | BatchCheckResponse
-) -> dict:
-    if isinstance(result, Decision):
-        subjects = [
-            {"role": s.role, "kind": s.kind, "identifier": s.identifier, "decision": s.decision}
-            for s in result.subjects
-        ]
-        decision = result.decision
-    else:
-        subjects = [
-            {"role": r.role, "kind": r.kind, "identifier": r.identifier, "decision": r.decision}
-            for r in result.results
-        ]
-        decision = None
-    return {
-        "schema": "audit/v1",
-        "channel": channel,
-        "department": department,
-        "key_id": key_id,
-        "request_id": result.request_id,
-        "matter": result.matter.model_dump(),
-        "subjects": subjects,
-        "decision": decision,
-        "replay": False,
-        "at": datetime.now(UTC).isoformat(),
-    }
-
-
-def replay_record(department: str, key_id: str | None, decision_json: bytes) -> dict:
-    """The record of an idempotent retry answered from the stored decision."""
-    decision = orjson.loads(decision_json)
-    return {
-        "schema": "audit/v1",
-        "channel": "check",
-        "department": department,
-        "key_id": key_id,
-        "request_id": decision["request_id"],
-        "matter": decision["matter"],
-        "subjects": [
-            {k: s[k] for k in ("role", "kind", "identifier", "decision")}
-            for s in decision["subjects"]
-        ],
-        "decision": decision["decision"],
-        "replay": True,
-        "at": datetime.now(UTC).isoformat(),
-    }
 
 
 class AuditTrail:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from .assembled import assembled
 from .catalogue import Catalogue
 from .identifiers import normalise_name
 from .models import (
@@ -57,13 +58,16 @@ def match_subject(subject: Subject, candidates: Iterable[StoredEntry]) -> list[M
     """
     ident = subject.identifier
     name = normalise_name(subject.name)
+    is_person = subject.id_number is not None
     matches: list[Match] = []
     seen: set[str] = set()
     for stored in candidates:
         if stored.entry is None or stored.entry_id in seen:
             continue
         seen.add(stored.entry_id)
-        matches.extend(_match_entry(stored, ident, name, subject.id_number is not None))
+        found = _match_entry(stored, ident, name, is_person)
+        if found:
+            matches.extend(found)
     return matches
 
 
@@ -71,24 +75,28 @@ def _match_entry(stored: StoredEntry, ident: str | None, name: str, is_person: b
     entry = stored.entry
     assert entry is not None
     listed = entry.subject
-    if ident and listed.identifier == ident:
+    listed_ident = listed.uscc or listed.id_number
+    if ident and listed_ident == ident:
         return [Match(stored, "id", "subject")]
-    by_id = [
-        Match(stored, "related_person", person.role)
-        for person in entry.related_persons
-        if is_person and ident and person.id_number == ident
-    ]
-    if by_id:
-        return _distinct_roles(by_id)
+    persons = entry.related_persons
+    if persons and is_person and ident:
+        by_id = [
+            Match(stored, "related_person", person.role)
+            for person in persons
+            if person.id_number == ident
+        ]
+        if by_id:
+            return _distinct_roles(by_id)
     by_name: list[Match] = []
-    if (not ident or not listed.identifier) and normalise_name(listed.name) == name:
+    if (not ident or not listed_ident) and normalise_name(listed.name) == name:
         by_name.append(Match(stored, "name", "subject"))
-    by_name.extend(
-        Match(stored, "name", person.role)
-        for person in entry.related_persons
-        if (not ident or not person.id_number) and normalise_name(person.name) == name
-    )
-    return _distinct_roles(by_name)
+    if persons:
+        by_name.extend(
+            Match(stored, "name", person.role)
+            for person in persons
+            if (not ident or not person.id_number) and normalise_name(person.name) == name
+        )
+    return _distinct_roles(by_name) if len(by_name) > 1 else by_name
 
 
 def _distinct_roles(matches: list[Match]) -> list[Match]:
@@ -101,15 +109,33 @@ def _distinct_roles(matches: list[Match]) -> list[Match]:
     return out
 
 
+# One AppliedMeasure per catalogue measure, shared by every hit that applies it (hits are
+# never changed once built). Keyed by the measure object itself (held here, so its id cannot
+# be reused); a new catalogue brings new objects, and the old ones go when the cache is full.
+_APPLIED_LIMIT = 4096
+_applied: dict[int, tuple[Measure, AppliedMeasure]] = {}
+
+
 def applied(measure: Measure) -> AppliedMeasure:
-    return AppliedMeasure(
-        measure_id=measure.measure_id,
-        title=measure.title,
-        effect=measure.effect,
-        mandatory=measure.mandatory,
-        legal_basis=measure.legal_basis,
-        implementing_departments=list(measure.implementing_departments),
+    cached = _applied.get(id(measure))
+    if cached is not None and cached[0] is measure:
+        return cached[1]
+    # Assembled, not validated: the measure's fields were validated when it was read.
+    result = assembled(
+        AppliedMeasure,
+        {
+            "measure_id": measure.measure_id,
+            "title": measure.title,
+            "effect": measure.effect,
+            "mandatory": measure.mandatory,
+            "legal_basis": measure.legal_basis,
+            "implementing_departments": list(measure.implementing_departments),
+        },
     )
+    if len(_applied) >= _APPLIED_LIMIT:
+        _applied.clear()
+    _applied[id(measure)] = (measure, result)
+    return result
 
 
 def hit_severity(match: Match, measures: Sequence[Measure]) -> DecisionValue:
@@ -167,18 +193,22 @@ def _hit(match: Match, measures: Sequence[Measure]) -> Hit:
     stored = match.stored
     entry = stored.entry
     assert entry is not None
-    return Hit(
-        entry_id=stored.entry_id,
-        list_type=entry.list_type,
-        polarity=entry.polarity,
-        authority=entry.authority,
-        basis=entry.basis,
-        effective_from=entry.effective_from,
-        effective_until=entry.effective_until,
-        match=match.kind,
-        role=match.role,
-        disputed=entry.disputed,
-        measures=[applied(m) for m in measures],
+    # Assembled, not validated: every field comes from the validated entry or the rules.
+    return assembled(
+        Hit,
+        {
+            "entry_id": stored.entry_id,
+            "list_type": entry.list_type,
+            "polarity": entry.polarity,
+            "authority": entry.authority,
+            "basis": entry.basis,
+            "effective_from": entry.effective_from,
+            "effective_until": entry.effective_until,
+            "match": match.kind,
+            "role": match.role,
+            "disputed": entry.disputed,
+            "measures": [applied(m) for m in measures],
+        },
     )
 
 

@@ -65,15 +65,29 @@ end
 return out
 """
 
-# Standalone Redis only: keep each decision unless its request has one; per request, false
-# when this call stored it, else the decision already held. ARGV[1] is the TTL.
+# Standalone Redis only: keep each decision unless its request has one and, for a block or
+# review kept here, start its feedback clock (as _REGISTER_DUE) in the same step, so a crash
+# cannot leave a decision that owes no feedback. KEYS[1..4]: feedback due, info, done, overdue;
+# KEYS[5..]: one decision key per decision. ARGV[1]: the TTL; ARGV[2..n+1]: the decisions'
+# bodies; then four per feedback owed: the decision's position, member, due time, info (a pass
+# owes none, and costs no arguments). Per decision: false when this call stored it, else the
+# body already held.
 _KEEP_FIRST_DECISIONS = """
+local n = #KEYS - 4
 local out = {}
-for i = 1, #KEYS do
-  if redis.call('SET', KEYS[i], ARGV[i + 1], 'NX', 'EX', ARGV[1]) then
+for i = 1, n do
+  if redis.call('SET', KEYS[i + 4], ARGV[i + 1], 'NX', 'EX', ARGV[1]) then
     out[i] = false
   else
-    out[i] = redis.call('GET', KEYS[i])
+    out[i] = redis.call('GET', KEYS[i + 4])
+  end
+end
+for a = n + 2, #ARGV, 4 do
+  local member = ARGV[a + 1]
+  if out[tonumber(ARGV[a])] == false and not redis.call('ZSCORE', KEYS[3], member)
+      and not redis.call('ZSCORE', KEYS[4], member)
+      and redis.call('ZADD', KEYS[1], 'NX', ARGV[a + 2], member) == 1 then
+    redis.call('HSET', KEYS[2], member, ARGV[a + 3])
   end
 end
 return out
@@ -125,56 +139,88 @@ class Ledger:
 
         A block or review decision starts its feedback clock here.
         """
+        bodies = [d.model_dump_json(by_alias=True).encode() for d in decisions]
+        held = await self.keep_first(decisions, bodies)
+        return [
+            decision if other is None else Decision.model_validate_json(other)
+            for decision, other in zip(decisions, held, strict=True)
+        ]
+
+    async def keep_first(
+        self, decisions: Sequence[Decision], bodies: Sequence[bytes]
+    ) -> list[bytes | None]:
+        """Store each decision (``bodies``: its JSON) unless its request already has one.
+
+        Per decision: None when this call stored it, else the body the ledger already held (a
+        replayed request, or a second event of one request in the same batch). A block or
+        review decision stored here starts its feedback clock. One script for all on a
+        standalone Redis; per slot on a cluster.
+        """
         if not decisions:
             return []
         keys = [self.layout.decision(d.department, d.request_id) for d in decisions]
-        bodies = [d.model_dump_json(by_alias=True) for d in decisions]
         if self.per_slot:
-            pipe = self.redis.pipeline(transaction=False)
-            for key, body in zip(keys, bodies, strict=True):
-                pipe.set(key, body, nx=True, ex=self.decision_ttl_seconds)
-                pipe.get(key)
-            replies = await pipe.execute()
-            stored_first = [
-                None if won else held for won, held in zip(replies[::2], replies[1::2], strict=True)
-            ]
-        else:
-            stored_first = await self._keep_first_decisions(
-                keys=keys, args=[self.decision_ttl_seconds, *bodies]
-            )
-        held: list[Decision] = []
+            return await self._keep_first_per_slot(decisions, keys, bodies)
+        feedback_keys = [self.layout.feedback(p) for p in ("due", "info", "done", "overdue")]
+        args: list[bytes | str | float | int] = [self.decision_ttl_seconds, *bodies]
+        for position, decision in enumerate(decisions, start=1):
+            if decision.decision != "pass":
+                args.extend((position, *self._feedback_due(decision)))
+        return await self._keep_first_decisions(keys=[*feedback_keys, *keys], args=args)
+
+    async def _keep_first_per_slot(
+        self, decisions: Sequence[Decision], keys: list[str], bodies: Sequence[bytes]
+    ) -> list[bytes | None]:
         pipe = self.redis.pipeline(transaction=False)
-        for decision, stored in zip(decisions, stored_first, strict=True):
-            holding = decision if stored is None else Decision.model_validate_json(stored)
-            held.append(holding)
+        for key, body in zip(keys, bodies, strict=True):
+            pipe.set(key, body, nx=True, ex=self.decision_ttl_seconds)
+            pipe.get(key)
+        replies = await pipe.execute()
+        held: list[bytes | None] = [
+            None if won else other for won, other in zip(replies[::2], replies[1::2], strict=True)
+        ]
+        pipe = self.redis.pipeline(transaction=False)
+        for decision, other in zip(decisions, held, strict=True):
+            holding = decision if other is None else Decision.model_validate_json(other)
             if holding.decision != "pass":
-                await self._queue_feedback_due(pipe, holding)
+                # Again for a decision held before: a crash between its SET and this left it
+                # owing no feedback (registering twice is a no-op).
+                await self._register_due(
+                    keys=[self.layout.feedback(p) for p in ("due", "info", "done", "overdue")],
+                    args=list(self._feedback_due(holding)),
+                    client=pipe,
+                )
         await pipe.execute()
         return held
 
-    async def _queue_feedback_due(self, pipe, decision: Decision) -> None:  # type: ignore[no-untyped-def]
+    def _feedback_due(self, decision: Decision) -> tuple[str, float, bytes]:
+        """(member, due time, info) of the feedback a block or review decision is owed."""
         subject = next(
             (s for s in decision.subjects if s.decision == decision.decision), decision.subjects[0]
         )
         info = {
             "decision": decision.decision,
             "decided_at": decision.decided_at.isoformat(),
-            "subject": MaskedSubject(
-                kind=subject.kind,
-                name=subject.name,
-                role=subject.role,
-                identifier=subject.identifier,
-            ).model_dump(),
+            # a MaskedSubject (claim_overdue reads it back as one)
+            "subject": {
+                "kind": subject.kind,
+                "name": subject.name,
+                "role": subject.role,
+                "identifier": subject.identifier,
+            },
         }
         due = decision.decided_at.timestamp() + self.feedback_sla_seconds
-        await self._register_due(
-            keys=[self.layout.feedback(p) for p in ("due", "info", "done", "overdue")],
-            args=[_member(decision.department, decision.request_id), due, orjson.dumps(info)],
-            client=pipe,
-        )
+        return _member(decision.department, decision.request_id), due, orjson.dumps(info)
 
     async def decisions(self, requests: Sequence[tuple[str, str]]) -> list[Decision | None]:
         """The recorded decision of each (department, request_id), or None."""
+        return [
+            Decision.model_validate_json(raw) if raw else None
+            for raw in await self.decision_bodies(requests)
+        ]
+
+    async def decision_bodies(self, requests: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """The recorded decision of each (department, request_id) as stored (JSON), or None."""
         if not requests:
             return []
         keys = [self.layout.decision(department, request_id) for department, request_id in requests]
@@ -182,10 +228,8 @@ class Ledger:
             pipe = self.redis.pipeline(transaction=False)
             for key in keys:
                 pipe.get(key)
-            raws = await pipe.execute()
-        else:
-            raws = await self.redis.mget(keys)  # keys of many slots: standalone Redis only
-        return [Decision.model_validate_json(raw) if raw else None for raw in raws]
+            return await pipe.execute()
+        return await self.redis.mget(keys)  # keys of many slots: standalone Redis only
 
     # --- approvals (look-back) ---------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from ..logs import dict_config
 from ..settings import Settings, get_settings
 from .approvals import ApprovalComparison
 from .consumer import BatchConsumer
+from .heap import tune_collector
 from .ingest import GenerationWatch, ListChangeIngest
 from .measures import MeasureIngest
 from .monitor import FeedbackIngest, Monitor, RetroactiveComparison
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             )
             for consumer in consumers:
                 await consumer.start()
+            tune_collector()
 
         async def on_stop(self) -> None:
             for consumer in consumers:

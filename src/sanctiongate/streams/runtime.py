@@ -48,6 +48,10 @@ class Runtime:
             client_id=f"{self.settings.app_id}-producer",
             acks="all",
             linger_ms=5,
+            # A handled batch publishes thousands of decisions and audit records: in 16 KiB
+            # record batches (the default) each partition took one broker round trip per few
+            # dozen of them. Below the broker's 1 MiB message.max.bytes.
+            max_batch_size=512 * 1024,
             enable_idempotence=True,
             max_request_size=DEAD_LETTER_MAX_BYTES,  # a dead letter echoes a whole message
         )

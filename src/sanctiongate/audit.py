@@ -1,0 +1,72 @@
+"""Audit records (``audit/v1``, SPEC §5): what every check leaves for an auditor.
+
+One record per check, whichever channel made it (``check``, ``batch`` over HTTP; ``stream`` for
+an approval event): who (department, key id), when, which matter, which subjects (identifiers
+masked as in the decision), the decision, and whether it was answered from a stored decision
+(``replay``). Sending them is the caller's business (the API's AuditTrail, the approval agent).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from .domain.models import BatchCheckResponse, Decision
+
+AUDIT_SCHEMA = "audit/v1"
+
+
+def audit_record(
+    channel: str,
+    department: str,
+    key_id: str | None,
+    result: Decision | BatchCheckResponse,
+    at: datetime | None = None,
+) -> dict:
+    """``at``: when the record is written (now unless given: a burst of stream decisions shares
+    one time)."""
+    if isinstance(result, Decision):
+        subjects = [
+            {"role": s.role, "kind": s.kind, "identifier": s.identifier, "decision": s.decision}
+            for s in result.subjects
+        ]
+        decision = result.decision
+    else:
+        subjects = [
+            {"role": r.role, "kind": r.kind, "identifier": r.identifier, "decision": r.decision}
+            for r in result.results
+        ]
+        decision = None
+    return {
+        "schema": AUDIT_SCHEMA,
+        "channel": channel,
+        "department": department,
+        "key_id": key_id,
+        "request_id": result.request_id,
+        "matter": result.matter.model_dump(),
+        "subjects": subjects,
+        "decision": decision,
+        "replay": False,
+        "at": (at or datetime.now(UTC)).isoformat(),
+    }
+
+
+def replay_record(department: str, key_id: str | None, decision_json: bytes) -> dict:
+    """The record of an idempotent retry answered from the stored decision."""
+    decision = orjson.loads(decision_json)
+    return {
+        "schema": AUDIT_SCHEMA,
+        "channel": "check",
+        "department": department,
+        "key_id": key_id,
+        "request_id": decision["request_id"],
+        "matter": decision["matter"],
+        "subjects": [
+            {k: s[k] for k in ("role", "kind", "identifier", "decision")}
+            for s in decision["subjects"]
+        ],
+        "decision": decision["decision"],
+        "replay": True,
+        "at": datetime.now(UTC).isoformat(),
+    }
