@@ -36,10 +36,12 @@ class GenerationWatch:
 
     async def current(self) -> str:
         meta = await self.runtime.index.read_meta()
-        if meta.gen is None:
-            await self.rebuilder.heal()
+        if meta.gen is None or not meta.readable:
+            # Wiped, or written by a version with another record format (this code would
+            # misread it and must not write into it): rebuild it from the compacted topics.
+            await self.rebuilder.heal("index wiped" if meta.gen is None else "old record format")
             meta = await self.runtime.index.read_meta()
-            if meta.gen is None:
+            if meta.gen is None or not meta.readable:
                 raise IndexUnavailable("index_not_built", "waiting for the index to be rebuilt")
             self.seen = meta.gen
             return meta.gen

@@ -52,14 +52,16 @@ class Rebuilder:
         self.holder = f"{holder}:{uuid.uuid4().hex[:8]}"
         self._drops: set[asyncio.Task[None]] = set()
 
-    async def heal(self) -> None:
-        """The index is wiped: rebuild it, or wait for whoever is rebuilding it."""
+    async def heal(self, reason: str = "index wiped") -> None:
+        """The index is wiped or in a format this code cannot read: rebuild it, or wait for
+        whoever is rebuilding it."""
         try:
-            await self.rebuild(reason="index wiped")
+            await self.rebuild(reason=reason)
         except RebuildBusy:
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline:
-                if (await self.index.read_meta()).gen is not None:
+                meta = await self.index.read_meta()
+                if meta.gen is not None and meta.readable:
                     return
                 await asyncio.sleep(0.1)
 
