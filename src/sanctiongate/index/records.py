@@ -29,14 +29,11 @@ in another format is rebuilt, never read (see :func:`sanctiongate.index.store.ch
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
-from pydantic import BaseModel
 
-from ..domain.models import ListEntry, RelatedPerson, StoredEntry, Subject
-
-M = TypeVar("M", bound=BaseModel)
+from ..domain.models import ListEntry, RelatedPerson, StoredEntry, Subject, trusted
 
 RECORD_FORMAT = "2"  # "1" (implicit, no meta field): version|polarity:list_type|StoredEntry JSON
 
@@ -186,7 +183,7 @@ def decode_record(raw: bytes | None, entry_id: str) -> StoredEntry | None:
         event_time = _NAIVE_EPOCH + since_epoch
     else:
         event_time = (_EPOCH + since_epoch).astimezone(_timezone(offset_s))
-    return _trusted(
+    return trusted(
         StoredEntry,
         entry_id=entry_id,
         version=int(version),
@@ -207,11 +204,11 @@ def _decode_entry(body: list[Any]) -> ListEntry:
     identifier = subject[2]
     person = kind == "natural_person"
     until = tail[0] if tail else None
-    return _trusted(
+    return trusted(
         ListEntry,
         list_type=LIST_TYPES[list_type] if type(list_type) is int else list_type,
         polarity=POLARITIES[polarity],
-        subject=_trusted(
+        subject=trusted(
             Subject,
             kind=kind,
             name=subject[1],
@@ -220,7 +217,7 @@ def _decode_entry(body: list[Any]) -> ListEntry:
             role=subject[3] if len(subject) > 3 else None,
         ),
         related_persons=[
-            _trusted(
+            trusted(
                 RelatedPerson,
                 role=ROLES[role] if type(role) is int else role,
                 kind="natural_person",
@@ -235,17 +232,6 @@ def _decode_entry(body: list[Any]) -> ListEntry:
         effective_until=None if until is None else date.fromordinal(until + _EPOCH_DAY),
         disputed=bool(tail[1]) if len(tail) > 1 else False,
     )
-
-
-def _trusted(model: type[M], **values: Any) -> M:
-    """A model from values this code wrote itself: no validation (``model_construct`` without
-    its per-field default handling; every field is given)."""
-    instance = model.__new__(model)
-    object.__setattr__(instance, "__dict__", values)
-    object.__setattr__(instance, "__pydantic_fields_set__", set(values))
-    object.__setattr__(instance, "__pydantic_extra__", None)
-    object.__setattr__(instance, "__pydantic_private__", None)
-    return instance
 
 
 def _timezone(offset_s: int) -> timezone:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import orjson
 from redis.asyncio import Redis
@@ -236,12 +236,17 @@ def new_generation() -> str:
     return f"g{time.time_ns() // 1_000_000:x}"
 
 
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_CST_SECONDS = 8 * 3600
+assert CHINA_STANDARD_TIME.utcoffset(None) == timedelta(seconds=_CST_SECONDS)
+
+
 def _activation_epoch(stored: StoredEntry) -> float | None:
+    """The epoch second a black listing starts: midnight of ``effective_from`` in China."""
     entry = stored.entry
     if stored.removed or entry is None or entry.polarity != "black":
         return None
-    start = datetime.combine(entry.effective_from, datetime.min.time(), CHINA_STANDARD_TIME)
-    return start.timestamp()
+    return float((entry.effective_from.toordinal() - _EPOCH_DAY) * 86400 - _CST_SECONDS)
 
 
 class SanctionIndex:

@@ -15,8 +15,8 @@ from ..domain.models import ListChange
 from ..index import IndexUnavailable
 from ..index.store import ApplyResult
 from .consumer import SeekTo
-from .deadletter import BadMessage, decode
-from .rebuild import Rebuilder
+from .deadletter import BadMessage
+from .rebuild import Rebuilder, decode_change
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class ListChangeIngest:
         letters = []
         for record in records:
             try:
-                change = decode(record.value, ListChange, "list_change/v1")
+                change = decode_change(record.value)
             except BadMessage as bad:
                 metrics.list_changes_total.labels(op="unknown", result="rejected").inc()
                 letters.append(await self.runtime.dead_letter(record, bad.error))

@@ -86,10 +86,21 @@ class RetroactiveComparison:
         await self.compare([e for e in entries if becomes_black(None, e, today)])
 
     async def compare(self, listings: Sequence[StoredEntry]) -> None:
-        if not listings:
+        """One look-up of approvals for all identifiers of ``listings``; the alerts (masked
+        parties, ids) are built only for listings someone had approved, which is rare: on a
+        bulk listing this costs one round trip and no per-listing work beyond the identifiers."""
+        identifiers = sorted({i for stored in listings for i in _listed_identifiers(stored)})
+        if not identifiers:
             return
-        parties = [(stored, party) for stored in listings for party in listed_parties(stored)]
-        approvals = await self.ledger.approvals_of(sorted({p.identifier for _, p in parties}))
+        approvals = await self.ledger.approvals_of(identifiers)
+        if not approvals:
+            return
+        parties = [
+            (stored, party)
+            for stored in listings
+            if not approvals.keys().isdisjoint(_listed_identifiers(stored))
+            for party in listed_parties(stored)
+        ]
         now = self.clock()
         alerts: list[Alert] = [
             retroactive_hit(stored, party, approval, now)
@@ -97,6 +108,17 @@ class RetroactiveComparison:
             for approval in approvals.get(party.identifier, [])
         ]
         await raise_alerts(self.runtime, self.ledger, alerts)
+
+
+def _listed_identifiers(stored: StoredEntry) -> list[str]:
+    """The identifiers :func:`listed_parties` names, without building the parties."""
+    entry = stored.entry
+    if entry is None:
+        return []
+    found = [p.id_number for p in entry.related_persons if p.id_number]
+    if entry.subject.identifier:
+        found.append(entry.subject.identifier)
+    return found
 
 
 class Monitor:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
 
 from .. import metrics
 from ..domain.catalogue import parse_catalogue
@@ -29,6 +30,21 @@ log = logging.getLogger(__name__)
 LOCK_TTL_SECONDS = 30
 DROP_GRACE_SECONDS = 5.0
 CATCH_UP_PASSES = 3
+
+
+def decode_change(raw: bytes | None) -> ListChange:
+    """Bytes → ListChange, or :class:`BadMessage` saying what is wrong (as ``decode``).
+
+    A good message is parsed by pydantic straight from the bytes (a third cheaper than JSON →
+    dict → model, on the ingest hot path); anything it refuses goes through ``decode`` again,
+    so a bad message gets exactly the same code, message and path as before.
+    """
+    if raw is not None:
+        try:
+            return ListChange.model_validate_json(raw)
+        except ValidationError:
+            pass
+    return decode(raw, ListChange, "list_change/v1")
 
 
 class RebuildBusy(Exception):
@@ -127,7 +143,7 @@ class Rebuilder:
         changes = []
         for record in records:
             try:
-                changes.append(decode(record.value, ListChange, "list_change/v1"))
+                changes.append(decode_change(record.value))
             except BadMessage:
                 continue  # dead-lettered when it first arrived
         await self.index.apply_changes(gen, changes)  # it notes the newest event time too
@@ -213,4 +229,10 @@ async def apply_measure_records(
     return rejected
 
 
-__all__ = ["IndexUnavailable", "RebuildBusy", "Rebuilder", "apply_measure_records"]
+__all__ = [
+    "IndexUnavailable",
+    "RebuildBusy",
+    "Rebuilder",
+    "apply_measure_records",
+    "decode_change",
+]
