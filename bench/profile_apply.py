@@ -28,10 +28,13 @@ from common import REDIS_PORT, list_upsert
 
 from sanctiongate.index.layout import Layout
 from sanctiongate.index.store import SanctionIndex, new_generation
+from sanctiongate.streams.ingest import relax_gc_for_batches
 from sanctiongate.streams.rebuild import decode_change
 
 
-async def run(changes: int, batch: int, profile: bool) -> None:
+async def run(changes: int, batch: int, profile: bool, worker_gc: bool) -> None:
+    if worker_gc:
+        relax_gc_for_batches()  # as the worker does when its list-change agent starts
     raws = [
         orjson.dumps(list_upsert(n, with_person=n % 3 == 0, prefix="p")) for n in range(changes)
     ]
@@ -65,8 +68,9 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--default-gc", action="store_true", help="not the worker's GC settings")
     args = parser.parse_args()
-    asyncio.run(run(args.changes, args.batch, not args.no_profile))
+    asyncio.run(run(args.changes, args.batch, not args.no_profile, not args.default_gc))
 
 
 if __name__ == "__main__":

@@ -573,11 +573,13 @@ async def run(args: argparse.Namespace) -> dict:
                 settings, worker, args.changes, args.samples, args.rate
             )
             worker.stop()
-            worker, results["decisions"] = await bench_decisions(
-                space, settings, args.approvals, args.changes
-            )
-            worker.stop()
             worker = None
+            if args.approvals:  # --approvals 0: ingest and memory only
+                worker, results["decisions"] = await bench_decisions(
+                    space, settings, args.approvals, args.changes
+                )
+                worker.stop()
+                worker = None
         if args.entries:
             results["memory"] = await bench_memory(settings, args.entries)
     finally:
