@@ -14,6 +14,7 @@ from sanctiongate.domain.identifiers import (
     uscc_check_char,
 )
 from sanctiongate.domain.models import ListChange, StoredEntry
+from sanctiongate.index.layout import REF_SEPARATOR, pack_ref, unpack_refs
 from sanctiongate.index.records import (
     KINDS,
     LIST_TYPES,
@@ -178,6 +179,21 @@ def test_a_court_listing_is_compact() -> None:
     assert raw.startswith(b"3|b0|")
     assert orjson.loads(raw.split(b"|", 2)[2])[0] == "court:spc"
     assert decode_record(raw, "e1") == stored
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"\A[A-Za-z0-9:|_\-]{1,30}\Z"), st.one_of(st.just("subject"), roles)
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_refs_unpack_to_what_was_packed(refs: list[tuple[str, str]]) -> None:
+    packed = REF_SEPARATOR.join(pack_ref(entry_id, role) for entry_id, role in refs)
+    assert unpack_refs(packed) == refs
+    assert unpack_refs(packed.encode()) == refs
 
 
 def test_no_record_decodes_to_none() -> None:
