@@ -540,7 +540,7 @@ def table(results: dict) -> str:
                 "≤ 150 B",
                 mem["load"],
             ),
-            ("stored record (JSON) per entry", f"{mem['record_bytes_per_entry']} B", "", ""),
+            ("stored record per entry", f"{mem['record_bytes_per_entry']} B", "", ""),
         ]
     widths = [
         max(len(r[i]) for r in [("figure", "value", "goal", "load 1/5/15"), *rows])
