@@ -118,9 +118,11 @@ return out
 # KEYS: every key the batch touches. ARGV[1]: one JSON object (one argument, not ~25 per
 # change: redis-py packs each argument in Python) {"sep", "activations": key index, "changes":
 # [[entry-bucket key index, counter key index, entry_id, version, expected stored version (-1:
-# none), record, count field, [[key index, field, ref] to add…], [… to remove], activation ('z'
-# schedule at epoch, 'r' unschedule, '' nothing), epoch]…]}. Returns per change: 1 applied,
-# 0 stale (a version as new is stored), -1 the stored record is not the one read (redo it).
+# none), 0, count field, [[key index, field, ref] to add…], [… to remove], activation ('z'
+# schedule at epoch, 'r' unschedule, '' nothing), epoch]…]}; ARGV[1 + i]: the record of change
+# i, as bytes (not a string inside the JSON: no escaping, no decoding on either side). Returns
+# per change: 1 applied, 0 stale (a version as new is stored), -1 the stored record is not the
+# one read (redo it).
 _APPLY_BATCH = """
 local batch = cjson.decode(ARGV[1])
 local sep = batch.sep
@@ -158,7 +160,7 @@ for i, change in ipairs(batch.changes) do
   else
     for _, ref in ipairs(change[8]) do add_ref(KEYS[ref[1]], ref[2], ref[3]) end
     if old_field ~= '' then redis.call('HINCRBY', counts, old_field, -1) end
-    redis.call('HSET', entries, entry_id, change[6])
+    redis.call('HSET', entries, entry_id, ARGV[i + 1])
     if count_field ~= '' then redis.call('HINCRBY', counts, count_field, 1) end
     for _, ref in ipairs(change[9]) do remove_ref(KEYS[ref[1]], ref[2], ref[3]) end
     if change[10] == 'z' then redis.call('ZADD', activations, change[11], entry_id)
@@ -365,6 +367,7 @@ class SanctionIndex:
 
         now = time.time()
         batch: list[list] = []
+        records: list[bytes] = []
         for plan in plans:
             after, before = plan.after, plan.before
             entry_id = after.entry_id
@@ -382,7 +385,7 @@ class SanctionIndex:
                     entry_id,
                     after.version,
                     -1 if before is None else before.version,
-                    encode_record(after).decode(),
+                    0,  # the record: ARGV[1 + i]
                     count_code(after),
                     self._ref_args(key_index, gen, after, exclude=before),
                     [] if before is None else self._ref_args(key_index, gen, before, after),
@@ -390,12 +393,13 @@ class SanctionIndex:
                     epoch or 0,
                 ]
             )
+            records.append(encode_record(after))
         message = {
             "sep": REF_SEPARATOR,
             "activations": key_index(layout.activations(gen)),
             "changes": batch,
         }
-        outcomes = await self._apply_batch(keys=list(keys), args=[orjson.dumps(message)])
+        outcomes = await self._apply_batch(keys=list(keys), args=[orjson.dumps(message), *records])
 
         moved: list[ListChange] = []
         for plan, outcome in zip(plans, outcomes, strict=True):
