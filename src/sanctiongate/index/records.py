@@ -4,8 +4,8 @@ A record is ``version|count-code|body``. The Lua scripts read the version (compa
 and the count code (the per-bucket counter field this version is counted under) from the
 prefix; ``body`` is an orjson array, positional so no field name is stored, with the entry_id
 (the hash field) and the version (the prefix) not repeated, dates as day numbers, the list type,
-polarity, subject kind and roles as small codes, and trailing defaults left out. About a third
-of the former named JSON on court listings, which matters at millions of entries.
+polarity, subject kind and roles as small codes, and trailing defaults left out: ~195 B instead
+of ~457 B of named JSON on court listings (bench/README.md), which matters at millions.
 
 Only this process writes records, so decoding trusts them: the models are built without
 validation (what was validated when the change came in is what was stored), which makes a read
@@ -21,9 +21,11 @@ Layout of ``body`` (``…`` = trailing items, left out when they hold their defa
   effective_until (day or null, null), disputed (0), related persons ([])]``;
 - subject: ``[kind, name, identifier or null, …role (null)]``; person: ``[role, name, id]``.
 
-A list type or role outside the code tables is stored as its string. The tables and this layout
-are :data:`RECORD_FORMAT`: changing either means a new format number, and a generation written
-in another format is rebuilt, never read (see :func:`sanctiongate.index.store.check_serving`).
+A list type or role outside the code tables is stored as its string. The tables, this layout,
+and the bucket count and ref role codes of :mod:`.layout` are :data:`RECORD_FORMAT`: changing
+any of them (even appending a code: an older reader would not know it) means a new format
+number, and a generation in another format is rebuilt, never read
+(:func:`sanctiongate.index.store.check_serving`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from ..domain.models import ListEntry, RelatedPerson, StoredEntry, Subject, trus
 
 RECORD_FORMAT = "2"  # "1" (implicit, no meta field): version|polarity:list_type|StoredEntry JSON
 
-# Code tables: append only within a format; the position is the code.
+# Code tables: the position is the code. Any change is a new RECORD_FORMAT.
 LIST_TYPES = (
     "dishonest_judgment_debtor",
     "serious_illegal_dishonest_enterprise",
