@@ -1,8 +1,8 @@
 """cProfile of the ingest hot path outside the worker: decode + ``apply_changes``.
 
 Feeds N realistic list changes (bench/common.py) in batches of 2000 through the same decode the
-worker uses and ``SanctionIndex.apply_changes`` against the bench Redis, into a fresh index
-prefix, then prints µs per change and the top functions. Needs the bench Redis up
+worker uses (``decode_change``) and ``SanctionIndex.apply_changes`` against the bench Redis, into
+a fresh index prefix, then prints µs per change and the top functions. Needs the bench Redis up
 (``bench/stream.py --keep-stack`` or ``deploy/stack.sh start``).
 
     .venv/bin/python bench/profile_apply.py --changes 20000 [--no-profile]
@@ -26,13 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REDIS_PORT, list_upsert
 
-from sanctiongate.domain.models import ListChange
 from sanctiongate.index.layout import Layout
 from sanctiongate.index.store import SanctionIndex, new_generation
-from sanctiongate.streams.deadletter import decode
+from sanctiongate.streams.ingest import relax_gc_for_batches
+from sanctiongate.streams.rebuild import decode_change
 
 
-async def run(changes: int, batch: int, profile: bool) -> None:
+async def run(changes: int, batch: int, profile: bool, worker_gc: bool) -> None:
+    if worker_gc:
+        relax_gc_for_batches()  # as the worker does when its list-change agent starts
     raws = [
         orjson.dumps(list_upsert(n, with_person=n % 3 == 0, prefix="p")) for n in range(changes)
     ]
@@ -45,7 +47,7 @@ async def run(changes: int, batch: int, profile: bool) -> None:
     if profile:
         profiler.enable()
     for start in range(0, changes, batch):
-        decoded = [decode(r, ListChange, "list_change/v1") for r in raws[start : start + batch]]
+        decoded = [decode_change(r) for r in raws[start : start + batch]]
         await index.apply_changes(gen, decoded)
     if profile:
         profiler.disable()
@@ -66,8 +68,9 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--default-gc", action="store_true", help="not the worker's GC settings")
     args = parser.parse_args()
-    asyncio.run(run(args.changes, args.batch, not args.no_profile))
+    asyncio.run(run(args.changes, args.batch, not args.no_profile, not args.default_gc))
 
 
 if __name__ == "__main__":

@@ -548,7 +548,7 @@ def table(results: dict) -> str:
                 "≤ 150 B",
                 mem["load"],
             ),
-            ("stored record (JSON) per entry", f"{mem['record_bytes_per_entry']} B", "", ""),
+            ("stored record per entry", f"{mem['record_bytes_per_entry']} B", "", ""),
         ]
     widths = [
         max(len(r[i]) for r in [("figure", "value", "goal", "load 1/5/15"), *rows])
@@ -581,11 +581,13 @@ async def run(args: argparse.Namespace) -> dict:
                 settings, worker, args.changes, args.samples, args.rate
             )
             worker.stop()
-            worker, results["decisions"] = await bench_decisions(
-                space, settings, args.approvals, args.changes
-            )
-            worker.stop()
             worker = None
+            if args.approvals:  # --approvals 0: ingest and memory only
+                worker, results["decisions"] = await bench_decisions(
+                    space, settings, args.approvals, args.changes
+                )
+                worker.stop()
+                worker = None
         if args.entries:
             results["memory"] = await bench_memory(settings, args.entries)
     finally:

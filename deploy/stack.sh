@@ -226,7 +226,10 @@ another process (a system redis-server service? stop it, or set SANCTIONGATE_RED
   redis_install
   t0=$(now_ms)
   mkdir -p "$RUN_DIR/redis"
+  # hash-max-listpack-value: index records (~150-250 B) stay in listpack-encoded buckets
+  # (docs/operations.md, "Redis: memory and the index format").
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --hash-max-listpack-value 512 \
     --daemonize yes --pidfile "$REDIS_PID" --dir "$RUN_DIR/redis" --logfile "$REDIS_LOG" 9>&- ||
     die "redis: redis-server failed to start (see $REDIS_LOG)"
   for ((i = 0; i < 100; i++)); do

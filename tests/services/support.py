@@ -210,7 +210,7 @@ async def snapshot(index: SanctionIndex, gen: str | None = None) -> Snapshot:
     records = {
         entry_id: stored
         for entry_id, raw in (await _hashes(index.redis, f"{prefix}:{{{gen}.*}}:e")).items()
-        if (stored := decode_record(raw)) is not None
+        if (stored := decode_record(raw, entry_id)) is not None
     }
     ids = await _hashes(index.redis, f"{prefix}:{{{gen}.*}}:i")
     names = await _hashes(index.redis, f"{prefix}:{{{gen}.*}}:n")

@@ -61,6 +61,8 @@ def normalise_code(raw: str) -> str:
     NFKC again after upper-casing: a few letters (ΐ, ΰ, …) upper-case to a decomposed sequence,
     and a normalised key must stay the same when normalised again.
     """
+    if raw.isascii():  # NFKC leaves ASCII as it is: the usual case, a few times cheaper
+        return raw.upper().strip()
     return _nfkc(_nfkc(raw).upper()).strip()
 
 

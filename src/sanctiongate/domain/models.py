@@ -9,7 +9,7 @@ and flagged in a list change, 422 in a check unless exactly that code is listed)
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -22,7 +22,13 @@ from pydantic import (
     model_validator,
 )
 
-from .identifiers import IdentifierError, mask_identifier, parse_resident_id, parse_uscc
+from .identifiers import (
+    IdentifierError,
+    mask_identifier,
+    normalise_name,
+    parse_resident_id,
+    parse_uscc,
+)
 
 SubjectKind = Literal["legal_person", "other_org", "individual_business", "natural_person"]
 Polarity = Literal["black", "red", "watch"]
@@ -392,6 +398,21 @@ class BatchCheckResponse(Model):
     decided_at: datetime
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def trusted(model: type[M], **values: Any) -> M:
+    """A model from values that are valid already (validated models, or records only this
+    code wrote): no validation. Like ``model_construct`` without its per-field default
+    handling, so every field must be given; a few times faster."""
+    instance = model.__new__(model)
+    object.__setattr__(instance, "__dict__", values)
+    object.__setattr__(instance, "__pydantic_fields_set__", set(values))
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
+
+
 class StoredEntry(Model):
     """One listing as the index holds it: the latest applied version, kept after removal."""
 
@@ -408,18 +429,24 @@ class StoredEntry(Model):
 
     @classmethod
     def from_change(cls, change: ListChange, previous: StoredEntry | None) -> StoredEntry:
+        # Built from models that were validated already: no second validation (it cost as much
+        # as decoding the change, once per change on the ingest hot path).
         if change.op == "upsert":
             assert change.entry is not None
-            return cls(
+            return trusted(
+                cls,
                 entry_id=change.entry_id,
                 version=change.version,
                 event_time=change.event_time,
                 source=change.source,
                 entry=change.entry,
+                removed=False,
+                reason=None,
                 identifier_anomalies=change.entry.identifier_anomalies(),
             )
         # A remove keeps what was listed, for the subject's history (查询公示).
-        return cls(
+        return trusted(
+            cls,
             entry_id=change.entry_id,
             version=change.version,
             event_time=change.event_time,
@@ -427,13 +454,11 @@ class StoredEntry(Model):
             entry=previous.entry if previous else None,
             removed=True,
             reason=change.reason,
-            identifier_anomalies=previous.identifier_anomalies if previous else [],
+            identifier_anomalies=list(previous.identifier_anomalies) if previous else [],
         )
 
     def index_keys(self) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
         """(identifier, role) and (normalised name, role) pairs this entry is found under."""
-        from .identifiers import normalise_name
-
         ids: set[tuple[str, str]] = set()
         names: set[tuple[str, str]] = set()
         if self.entry is None:

@@ -4,17 +4,29 @@ Everything that a rebuild recreates lives under a *generation* ``gen`` (a time-b
 rebuild writes a fresh generation and switches ``{p}:meta``'s ``gen`` field to it in one
 command, so readers never see a half-built index. Within a generation, records are spread over
 ``buckets`` small hashes (compact in memory, listpack-encoded when small) chosen by CRC32 of
-the field:
+the field.
+
+Memory: a hash stays listpack-encoded (a few bytes of overhead per field instead of ~100 B as a
+hashtable) while it holds at most ``hash-max-listpack-entries`` fields (Redis default 512) of at
+most ``hash-max-listpack-value`` bytes (default 64). 4,096 buckets keep ~2M entries under 512
+per bucket. Refs are mostly short; records (~150–250 B) are not, so record buckets are listpack
+only where the operator raises ``hash-max-listpack-value`` (docs/operations.md; deploy/stack.sh
+sets it). The bucket count is part of the record format (:data:`.records.RECORD_FORMAT`): a
+generation in another format is rebuilt, never read.
 
 =============================  =====  ==========================================================
 key                            type   content
 =============================  =====  ==========================================================
-``{p}:meta``                   hash   ``gen``, ``state`` (ready | rebuilding), ``newest_event_time``,
-                                      ``measures_rev``, ``rebuild_ends``, ``w:<worker>`` status
-``{p}:{g.b}:e``                hash   entry_id → ``version|count-field|StoredEntry JSON``
-``{p}:{g.b}:c``                hash   ``polarity|list_type`` → active entries (same slot as ``e``)
-``{p}:{g.b}:i``                hash   identifier → ``entry_id␟role␞…`` (USCC / ID number refs)
-``{p}:{g.b}:n``                hash   normalised name → ``entry_id␟role␞…``
+``{p}:meta``                   hash   ``gen``, ``state`` (ready | rebuilding), ``format`` (of
+                                      ``gen``'s records and layout), ``newest_event_time`` (and
+                                      ``newest_event_us``), ``measures_rev``, ``rebuild_ends``,
+                                      ``w:<worker>`` status
+``{p}:{g.b}:e``                hash   entry_id → ``version|count-code|body`` (:mod:`.records`)
+``{p}:{g.b}:c``                hash   count code (polarity, list type) → active entries (same
+                                      slot as ``e``)
+``{p}:{g.b}:i``                hash   identifier → ``entry_id␟role-code␞…`` (USCC / ID number
+                                      refs; :func:`pack_ref`)
+``{p}:{g.b}:n``                hash   normalised name → ``entry_id␟role-code␞…``
 ``{p}:{g}:measures``           hash   measure_id → Measure JSON (default catalogue + topic)
 ``{p}:{g}:activations``        zset   entry_id scored by the epoch second its listing starts
 ``{p}:rebuild-lock``           string holder id, with a TTL: one rebuilder at a time
@@ -104,8 +116,20 @@ class Layout:
         return f"{self.prefix}:{{{gen}*"
 
 
+# A ref's role as a short code (one per listed party and key, so millions): ``subject`` is
+# empty, the roles of related persons a digit; any other role (a slug: never empty nor a
+# digit) as it is. Part of the index format (.records.RECORD_FORMAT).
+_ROLE_CODES = {
+    "subject": "",
+    "legal_representative": "1",
+    "principal": "2",
+    "responsible_person": "3",
+}
+_ROLES_BY_CODE = {code: role for role, code in _ROLE_CODES.items()}
+
+
 def pack_ref(entry_id: str, role: str) -> str:
-    return f"{entry_id}{ROLE_SEPARATOR}{role}"
+    return f"{entry_id}{ROLE_SEPARATOR}{_ROLE_CODES.get(role, role)}"
 
 
 def unpack_refs(value: bytes | str | None) -> list[tuple[str, str]]:
@@ -114,6 +138,6 @@ def unpack_refs(value: bytes | str | None) -> list[tuple[str, str]]:
     text = value.decode() if isinstance(value, bytes) else value
     refs = []
     for ref in text.split(REF_SEPARATOR):
-        entry_id, _, role = ref.partition(ROLE_SEPARATOR)
-        refs.append((entry_id, role))
+        entry_id, _, code = ref.partition(ROLE_SEPARATOR)
+        refs.append((entry_id, _ROLES_BY_CODE.get(code, code)))
     return refs

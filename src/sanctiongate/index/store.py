@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import orjson
 from redis.asyncio import Redis
@@ -35,6 +35,7 @@ from ..domain.catalogue import Catalogue
 from ..domain.decisions import CHINA_STANDARD_TIME, today_in_china
 from ..domain.models import ListChange, Measure, StoredEntry
 from .layout import REF_SEPARATOR, Layout, pack_ref, unpack_refs
+from .records import RECORD_FORMAT, count_code, count_key, decode_record, encode_record
 
 _CAS_ENTRY = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -71,6 +72,14 @@ else redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, sep)) end
 return 1
 """
 
+
+# The newest applied event time: ARGV[1] epoch microseconds (compared), ARGV[2] its ISO text.
+_NOTE_NEWEST = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'newest_event_us'))
+if current and current >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'newest_event_us', ARGV[1], 'newest_event_time', ARGV[2])
+return 1
+"""
 
 _SCRIPT_CHUNK = 2_000  # keys per read script: a 10,000-subject batch never holds Redis long
 
@@ -109,9 +118,11 @@ return out
 # KEYS: every key the batch touches. ARGV[1]: one JSON object (one argument, not ~25 per
 # change: redis-py packs each argument in Python) {"sep", "activations": key index, "changes":
 # [[entry-bucket key index, counter key index, entry_id, version, expected stored version (-1:
-# none), record, count field, [[key index, field, ref] to add…], [… to remove], activation ('z'
-# schedule at epoch, 'r' unschedule, '' nothing), epoch]…]}. Returns per change: 1 applied,
-# 0 stale (a version as new is stored), -1 the stored record is not the one read (redo it).
+# none), 0, count field, [[key index, field, ref] to add…], [… to remove], activation ('z'
+# schedule at epoch, 'r' unschedule, '' nothing), epoch]…]}; ARGV[1 + i]: the record of change
+# i, as bytes (not a string inside the JSON: no escaping, no decoding on either side). Returns
+# per change: 1 applied, 0 stale (a version as new is stored), -1 the stored record is not the
+# one read (redo it).
 _APPLY_BATCH = """
 local batch = cjson.decode(ARGV[1])
 local sep = batch.sep
@@ -149,7 +160,7 @@ for i, change in ipairs(batch.changes) do
   else
     for _, ref in ipairs(change[8]) do add_ref(KEYS[ref[1]], ref[2], ref[3]) end
     if old_field ~= '' then redis.call('HINCRBY', counts, old_field, -1) end
-    redis.call('HSET', entries, entry_id, change[6])
+    redis.call('HSET', entries, entry_id, ARGV[i + 1])
     if count_field ~= '' then redis.call('HINCRBY', counts, count_field, 1) end
     for _, ref in ipairs(change[9]) do remove_ref(KEYS[ref[1]], ref[2], ref[3]) end
     if change[10] == 'z' then redis.call('ZADD', activations, change[11], entry_id)
@@ -183,9 +194,20 @@ class IndexMeta:
     fields: dict[str, str]
 
     @property
+    def record_format(self) -> str:
+        """The record format of the serving generation ("1": written before formats had a
+        number)."""
+        return self.fields.get("format", "1")
+
+    @property
+    def readable(self) -> bool:
+        """The serving generation is in the format this code reads (else it must be rebuilt)."""
+        return self.record_format == RECORD_FORMAT
+
+    @property
     def ready(self) -> bool:
-        """A generation serves and no rebuild is under way (SPEC §5 readiness)."""
-        return self.gen is not None and self.state != "rebuilding"
+        """A generation serves, in a format we read, and no rebuild is under way (SPEC §5)."""
+        return self.gen is not None and self.state != "rebuilding" and self.readable
 
     def rebuild_ends(self) -> dict[str, dict[str, int]]:
         """Per topic and partition, the offset the last rebuild replayed up to."""
@@ -212,47 +234,21 @@ class ApplyResult:
         return max((a.change.event_time for a in self.applied), default=None)
 
 
-def count_field(stored: StoredEntry) -> str:
-    if stored.removed or stored.entry is None:
-        return ""
-    return f"{stored.entry.polarity}:{stored.entry.list_type}"
-
-
-def encode_record(stored: StoredEntry) -> bytes:
-    body = stored.model_dump_json(exclude_defaults=True).encode()
-    return f"{stored.version}|{count_field(stored)}|".encode() + body
-
-
-_decoded: dict[bytes, StoredEntry] = {}
-_DECODE_CACHE_LIMIT = 50_000
-
-
-def decode_record(raw: bytes | None) -> StoredEntry | None:
-    """Parse a stored record; the same bytes are parsed once (entries change rarely)."""
-    if not raw:
-        return None
-    cached = _decoded.get(raw)
-    if cached is not None:
-        return cached
-    _, _, rest = raw.partition(b"|")
-    _, _, body = rest.partition(b"|")
-    stored = StoredEntry.model_validate_json(body)
-    if len(_decoded) >= _DECODE_CACHE_LIMIT:
-        _decoded.clear()
-    _decoded[raw] = stored
-    return stored
-
-
 def new_generation() -> str:
     return f"g{time.time_ns() // 1_000_000:x}"
 
 
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_CST_SECONDS = 8 * 3600
+assert CHINA_STANDARD_TIME.utcoffset(None) == timedelta(seconds=_CST_SECONDS)
+
+
 def _activation_epoch(stored: StoredEntry) -> float | None:
+    """The epoch second a black listing starts: midnight of ``effective_from`` in China."""
     entry = stored.entry
     if stored.removed or entry is None or entry.polarity != "black":
         return None
-    start = datetime.combine(entry.effective_from, datetime.min.time(), CHINA_STANDARD_TIME)
-    return start.timestamp()
+    return float((entry.effective_from.toordinal() - _EPOCH_DAY) * 86400 - _CST_SECONDS)
 
 
 class SanctionIndex:
@@ -276,6 +272,7 @@ class SanctionIndex:
         self._apply_batch = redis.register_script(_APPLY_BATCH)
         self._read_meta_and_fields = redis.register_script(_READ_META_AND_FIELDS)
         self._sum_counts = redis.register_script(_SUM_COUNTS)
+        self._note_newest = redis.register_script(_NOTE_NEWEST)
 
     # --- meta --------------------------------------------------------------------------------
 
@@ -296,11 +293,10 @@ class SanctionIndex:
         await self.redis.hset(self.layout.meta, f"w:{worker}", orjson.dumps(status))
 
     async def note_newest(self, newest: datetime) -> None:
-        """Keep the newest applied event time (monotonic across workers)."""
-        meta = self.layout.meta
-        current = await self.redis.hget(meta, "newest_event_time")
-        if current is None or datetime.fromisoformat(current.decode()) < newest:
-            await self.redis.hset(meta, "newest_event_time", newest.isoformat())
+        """Keep the newest applied event time (monotonic across workers): one script, a max
+        on its epoch microseconds beside the ISO time readers use."""
+        micros = (newest - _EPOCH) // timedelta(microseconds=1)
+        await self._note_newest(keys=[self.layout.meta], args=[micros, newest.isoformat()])
 
     # --- list changes ------------------------------------------------------------------------
 
@@ -334,7 +330,7 @@ class SanctionIndex:
         plans: list[AppliedChange] = []
         replayed: list[StoredEntry] = []
         for change, raw in zip(changes, stored_before, strict=True):
-            before = decode_record(raw)
+            before = decode_record(raw, change.entry_id)
             if before is not None and change.version <= before.version:
                 result.stale.append(change)
                 if change.version == before.version:
@@ -371,6 +367,7 @@ class SanctionIndex:
 
         now = time.time()
         batch: list[list] = []
+        records: list[bytes] = []
         for plan in plans:
             after, before = plan.after, plan.before
             entry_id = after.entry_id
@@ -388,20 +385,21 @@ class SanctionIndex:
                     entry_id,
                     after.version,
                     -1 if before is None else before.version,
-                    encode_record(after).decode(),
-                    count_field(after),
+                    0,  # the record: ARGV[1 + i]
+                    count_code(after),
                     self._ref_args(key_index, gen, after, exclude=before),
                     [] if before is None else self._ref_args(key_index, gen, before, after),
                     activation,
                     epoch or 0,
                 ]
             )
+            records.append(encode_record(after))
         message = {
             "sep": REF_SEPARATOR,
             "activations": key_index(layout.activations(gen)),
             "changes": batch,
         }
-        outcomes = await self._apply_batch(keys=list(keys), args=[orjson.dumps(message)])
+        outcomes = await self._apply_batch(keys=list(keys), args=[orjson.dumps(message), *records])
 
         moved: list[ListChange] = []
         for plan, outcome in zip(plans, outcomes, strict=True):
@@ -466,7 +464,7 @@ class SanctionIndex:
                     entry_id,
                     plan.after.version,
                     encode_record(plan.after),
-                    count_field(plan.after),
+                    count_code(plan.after),
                 ],
                 client=pipe,
             )
@@ -477,7 +475,7 @@ class SanctionIndex:
             if not won:  # another worker applied a newer version meanwhile
                 result.stale.append(plan.change)
                 continue
-            replaced = decode_record(replaced_raw)
+            replaced = decode_record(replaced_raw, entry_id=plan.after.entry_id)
             plan.before = replaced
             if replaced is not None:
                 await self._queue_refs(pipe, gen, replaced, self._remove_ref, exclude=plan.after)
@@ -555,7 +553,9 @@ class SanctionIndex:
             [layout.entries(gen, e) for e in entry_ids], entry_ids
         )
         self._serving(raw_meta, gen)
-        records = {e: s for e, s in zip(entry_ids, map(decode_record, raws), strict=True) if s}
+        records = {
+            e: s for e, s in zip(entry_ids, map(decode_record, raws, entry_ids), strict=True) if s
+        }
         return meta, [[records[e] for e in ids if e in records] for ids in wanted]
 
     def _serving(self, raw_meta: dict[bytes, bytes], gen: str) -> IndexMeta:
@@ -605,7 +605,7 @@ class SanctionIndex:
             raws = await self._read_records(keys=keys, args=entry_ids)
         found = {}
         for entry_id, raw in zip(entry_ids, raws, strict=True):
-            stored = decode_record(raw)
+            stored = decode_record(raw, entry_id)
             if stored is not None:
                 found[entry_id] = stored
         return found
@@ -629,10 +629,8 @@ class SanctionIndex:
         totals: dict[tuple[str, str], int] = {}
         for reply in replies:
             for raw_field, raw_count in reply.items():
-                polarity, _, list_type = raw_field.decode().partition(":")
-                totals[(polarity, list_type)] = totals.get((polarity, list_type), 0) + int(
-                    raw_count
-                )
+                key = count_key(raw_field.decode())
+                totals[key] = totals.get(key, 0) + int(raw_count)
         return {k: v for k, v in totals.items() if v}
 
     # --- measures ----------------------------------------------------------------------------
@@ -682,6 +680,7 @@ class SanctionIndex:
                 "gen": gen,
                 "state": "ready",
                 "rebuild_ends": orjson.dumps(ends, option=orjson.OPT_NON_STR_KEYS),
+                "format": RECORD_FORMAT,  # of the records this code wrote into ``gen``
                 "switched_at": _now_iso(),
             },
         )
@@ -731,6 +730,14 @@ def check_serving(meta: IndexMeta, during_rebuild: bool = False) -> None:
         raise IndexUnavailable(
             "index_rebuilding", "the index is being rebuilt; checks resume at the switch"
         )
+    if not meta.readable:
+        # Written by another version of sanctiongate: its records would read wrong or not at
+        # all, and a wrong read could let a listed subject pass. A worker rebuilds it.
+        raise IndexUnavailable(
+            "index_format",
+            f"the index is in record format {meta.record_format}, this version reads"
+            f" {RECORD_FORMAT}; a worker is rebuilding it",
+        )
 
 
 def _meta_from(raw: dict[bytes, bytes]) -> IndexMeta:
@@ -745,6 +752,9 @@ def _meta_from(raw: dict[bytes, bytes]) -> IndexMeta:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -756,5 +766,7 @@ __all__ = [
     "IndexUnavailable",
     "SanctionIndex",
     "check_serving",
+    "decode_record",
+    "encode_record",
     "today_in_china",
 ]

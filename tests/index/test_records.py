@@ -1,0 +1,228 @@
+"""The compact stored record: decode(encode(x)) == x for every StoredEntry a change can make."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sanctiongate.domain.identifiers import (
+    USCC_ALPHABET,
+    resident_id_check_char,
+    uscc_check_char,
+)
+from sanctiongate.domain.models import ListChange, StoredEntry
+from sanctiongate.index.layout import REF_SEPARATOR, pack_ref, unpack_refs
+from sanctiongate.index.records import (
+    KINDS,
+    LIST_TYPES,
+    ROLES,
+    count_code,
+    count_key,
+    decode_record,
+    encode_record,
+)
+from sanctiongate.index.store import IndexMeta, IndexUnavailable, check_serving
+
+# Names, courts and case numbers as they come: Chinese, full-width brackets, the odd space.
+texts = st.text(
+    alphabet=st.sampled_from("北京市朝阳区人民法院有限公司（）()·执0123456789 abcXYZ-"),
+    min_size=1,
+    max_size=40,
+).filter(lambda t: t.strip() == t and t)
+slugs = st.from_regex(r"\A[a-z][a-z0-9_]{0,20}\Z")
+list_types = st.one_of(st.sampled_from(LIST_TYPES), slugs)
+roles = st.one_of(st.sampled_from(ROLES), slugs)
+
+
+@st.composite
+def usccs(draw: st.DrawFn) -> str:
+    body = "".join(draw(st.lists(st.sampled_from(USCC_ALPHABET), min_size=17, max_size=17)))
+    check = uscc_check_char(body) if draw(st.booleans()) else draw(st.sampled_from("0A"))
+    return body + check  # a wrong check character is kept (and flagged) in a listing
+
+
+@st.composite
+def id_numbers(draw: st.DrawFn) -> str:
+    birth = draw(st.dates(date(1900, 1, 1), date(2020, 12, 31))).strftime("%Y%m%d")
+    body = draw(st.sampled_from(["110105", "310115", "440300"])) + birth
+    body += f"{draw(st.integers(0, 999)):03d}"
+    return body + (resident_id_check_char(body) if draw(st.booleans()) else "0")
+
+
+@st.composite
+def subjects(draw: st.DrawFn) -> dict:
+    kind = draw(st.sampled_from(KINDS))
+    subject: dict = {"kind": kind, "name": draw(texts)}
+    if draw(st.booleans()):
+        key = "id_number" if kind == "natural_person" else "uscc"
+        subject[key] = draw(id_numbers() if kind == "natural_person" else usccs())
+    if draw(st.booleans()):
+        subject["role"] = draw(slugs)
+    return subject
+
+
+@st.composite
+def event_times(draw: st.DrawFn) -> str:
+    at = draw(st.datetimes(datetime(1990, 1, 1), datetime(2100, 1, 1)))
+    offset = draw(st.sampled_from([0, 480, -300, 345, 840]))
+    return at.replace(tzinfo=timezone(timedelta(minutes=offset))).isoformat()
+
+
+@st.composite
+def upserts(draw: st.DrawFn, entry_id: str, version: int) -> dict:
+    start = draw(st.dates(date(1990, 1, 1), date(2090, 1, 1)))
+    length = draw(st.one_of(st.none(), st.integers(1, 5000)))
+    persons = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {"role": roles, "name": texts},
+                optional={"id_number": id_numbers(), "kind": st.just("natural_person")},
+            ),
+            max_size=3,
+        )
+    )
+    return {
+        "schema": "list_change/v1",
+        "op": "upsert",
+        "entry_id": entry_id,
+        "version": version,
+        "event_time": draw(event_times()),
+        "source": draw(st.sampled_from(["court:spc", "tax", "消防"])),
+        "entry": {
+            "list_type": draw(list_types),
+            "polarity": draw(st.sampled_from(["black", "red", "watch"])),
+            "subject": draw(subjects()),
+            "related_persons": persons,
+            "authority": draw(texts),
+            "basis": draw(texts),
+            "effective_from": start.isoformat(),
+            "effective_until": None if length is None else str(start + timedelta(days=length)),
+            "disputed": draw(st.booleans()),
+        },
+    }
+
+
+@st.composite
+def stored_entries(draw: st.DrawFn) -> StoredEntry:
+    """The latest version of one listing: an upsert, or a remove after one (or after none)."""
+    entry_id = draw(st.from_regex(r"\A[A-Za-z0-9:|_\-]{1,30}\Z"))
+    version = draw(st.integers(0, 2**53))
+    listed = StoredEntry.from_change(
+        ListChange.model_validate(draw(upserts(entry_id, version))), None
+    )
+    if draw(st.booleans()):
+        return listed
+    remove = ListChange.model_validate(
+        {
+            "schema": "list_change/v1",
+            "op": "remove",
+            "entry_id": entry_id,
+            "version": version + 1,
+            "event_time": draw(event_times()),
+            "source": "court:spc",
+            "reason": draw(st.sampled_from(["repaired", "revoked", "expired", "corrected"])),
+        }
+    )
+    return StoredEntry.from_change(remove, listed if draw(st.booleans()) else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stored_entries())
+def test_decode_of_encode_is_the_same_entry(stored: StoredEntry) -> None:
+    raw = encode_record(stored)
+    decoded = decode_record(raw, stored.entry_id)
+    assert decoded == stored
+    # Equal models can still print differently (a time's offset, a bool as 1): readers print.
+    assert decoded.model_dump_json() == stored.model_dump_json()
+    assert decoded.event_time.utcoffset() == stored.event_time.utcoffset()
+    # What the Lua scripts read from the prefix: the version and the count code.
+    version, code, _ = raw.split(b"|", 2)
+    assert int(version) == stored.version
+    assert code.decode() == count_code(stored)
+    if code:
+        assert stored.entry is not None
+        assert count_key(code.decode()) == (stored.entry.polarity, stored.entry.list_type)
+
+
+def test_a_court_listing_is_compact() -> None:
+    stored = StoredEntry.from_change(
+        ListChange.model_validate(
+            {
+                "schema": "list_change/v1",
+                "op": "upsert",
+                "entry_id": "e1",
+                "version": 3,
+                "event_time": "2026-11-23T10:00:00+08:00",
+                "source": "court:spc",
+                "entry": {
+                    "list_type": "dishonest_judgment_debtor",
+                    "polarity": "black",
+                    "subject": {
+                        "kind": "legal_person",
+                        "name": "北京宏宏科技有限公司",
+                        "uscc": "91350203M0001QAY9B",
+                    },
+                    "authority": "北京市朝阳区人民法院",
+                    "basis": "（2025）京0105执123号",
+                    "effective_from": "2025-01-01",
+                },
+            }
+        ),
+        None,
+    )
+    raw = encode_record(stored)
+    old_format = stored.model_dump_json(exclude_defaults=True).encode()
+    assert len(raw) < 0.45 * len(old_format), (len(raw), len(old_format))
+    assert raw.startswith(b"3|b0|")
+    assert orjson.loads(raw.split(b"|", 2)[2])[0] == "court:spc"
+    assert decode_record(raw, "e1") == stored
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"\A[A-Za-z0-9:|_\-]{1,30}\Z"), st.one_of(st.just("subject"), roles)
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_refs_unpack_to_what_was_packed(refs: list[tuple[str, str]]) -> None:
+    packed = REF_SEPARATOR.join(pack_ref(entry_id, role) for entry_id, role in refs)
+    assert unpack_refs(packed) == refs
+    assert unpack_refs(packed.encode()) == refs
+
+
+def test_no_record_decodes_to_none() -> None:
+    assert decode_record(None, "e1") is None
+    assert decode_record(b"", "e1") is None
+
+
+def _meta(**fields: str) -> IndexMeta:
+    return IndexMeta(
+        gen=fields.get("gen"),
+        state=fields.get("state"),
+        newest_event_time=datetime(2026, 1, 1, tzinfo=UTC),
+        measures_rev=1,
+        fields=fields,
+    )
+
+
+def test_a_generation_in_another_format_is_never_served() -> None:
+    from sanctiongate.index.records import RECORD_FORMAT
+
+    check_serving(_meta(gen="g1", state="ready", format=RECORD_FORMAT))
+    assert _meta(gen="g1", state="ready", format=RECORD_FORMAT).ready
+    for old in ({}, {"format": "1"}, {"format": "99"}):  # no field: written before formats
+        meta = _meta(gen="g1", state="ready", **old)
+        assert not meta.ready
+        for during_rebuild in (False, True):
+            try:
+                check_serving(meta, during_rebuild)
+            except IndexUnavailable as exc:
+                assert exc.reason == "index_format"
+            else:
+                raise AssertionError(f"served a generation in format {meta.record_format}")
