@@ -26,15 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REDIS_PORT, list_upsert
 
+from sanctiongate.heap import tune_collector
 from sanctiongate.index.layout import Layout
 from sanctiongate.index.store import SanctionIndex, new_generation
-from sanctiongate.streams.ingest import relax_gc_for_batches
 from sanctiongate.streams.rebuild import decode_change
 
 
 async def run(changes: int, batch: int, profile: bool, worker_gc: bool) -> None:
     if worker_gc:
-        relax_gc_for_batches()  # as the worker does when its list-change agent starts
+        tune_collector()  # as the worker does once it has started
     raws = [
         orjson.dumps(list_upsert(n, with_person=n % 3 == 0, prefix="p")) for n in range(changes)
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from ..domain.models import (
     Decision,
     Matter,
 )
+from ..heap import tune_collector
 from ..index import IndexUnavailable, Layout, SanctionIndex
 from ..index.ledger import Ledger
 from ..keys import ApiKey, KeyStore
@@ -176,7 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
         await services.start()
-        settle_heap()
+        tune_collector()
         yield
         await services.stop()
         metrics.process_exiting()
@@ -310,21 +310,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type=content_type)
 
     return app
-
-
-def settle_heap() -> None:
-    """Keep the cyclic garbage collector off the hot path.
-
-    A check allocates thousands of objects and a 10,000-subject batch about a million; with
-    CPython's thresholds (700, 10, 10) the collector ran every few hundred of them, and each
-    full collection walked every object the process holds (the framework, pydantic's schemas,
-    the record and identifier caches): measured, it doubled a batch's CPU. Everything alive
-    at start is frozen out of collection (it lives as long as the process anyway), and the
-    collector runs ~30× less often; objects without cycles are still freed at once.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
 
 
 Runner = Callable[["Services", ApiKey, Any], Awaitable[bytes]]

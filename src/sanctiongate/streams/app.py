@@ -15,12 +15,12 @@ import mode
 from faust.contrib.asgi import serve_asgi
 
 from .. import metrics
+from ..heap import tune_collector
 from ..index.ledger import Ledger
 from ..logs import dict_config
 from ..settings import Settings, get_settings
 from .approvals import ApprovalComparison
 from .consumer import BatchConsumer
-from .heap import tune_collector
 from .ingest import GenerationWatch, ListChangeIngest
 from .measures import MeasureIngest
 from .monitor import FeedbackIngest, Monitor, RetroactiveComparison

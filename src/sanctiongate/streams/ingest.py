@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections import Counter
@@ -63,25 +62,9 @@ class GenerationWatch:
         await self.current()
 
 
-# Python's cyclic GC runs a young collection every 700 net container allocations, and a batch
-# of 2,000 changes allocates ~100 each: hundreds of collections per batch, and the older
-# generations, which hold the whole of faust, aiokafka and pydantic, got scanned again and
-# again. Measured on decode + apply_changes (bench/profile_apply.py): ~145 → ~85 µs of CPU
-# per change. Our objects are short-lived and mostly acyclic (reference counting frees them),
-# so collecting less often costs little memory.
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
-def relax_gc_for_batches() -> None:
-    """Freeze what start-up built (never scanned again) and collect young objects less often.
-    Process-wide: called once when the worker starts its list-change agent."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
 
 class ListChangeIngest:
     def __init__(self, runtime: Runtime, watch: GenerationWatch) -> None:
-        relax_gc_for_batches()
         self.runtime = runtime
         self.watch = watch
         self.on_applied: list[AppliedHook] = []
