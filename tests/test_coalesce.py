@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from sanctiongate.api.coalesce import Coalesced
+from sanctiongate.coalesce import Coalesced
 
 
 class Doubling:
@@ -49,3 +49,20 @@ async def test_a_failed_call_fails_its_callers_only() -> None:
         with pytest.raises(RuntimeError, match="redis went away"):
             await future
     assert await coalesced(3) == 6  # and the next caller is served again
+
+
+class Abandoned(Exception):
+    pass
+
+
+async def test_callers_queued_when_the_drainer_is_cancelled_get_the_abandoned_error() -> None:
+    coalesced = Coalesced(Doubling(), abandoned=lambda: Abandoned("stopping"))
+    first = asyncio.ensure_future(coalesced(0))
+    await asyncio.sleep(0)
+    queued = [asyncio.ensure_future(coalesced(i)) for i in (1, 2)]
+    assert await first == 0  # its call ended: the drainer now serves the queued two
+    assert coalesced._drainer is not None
+    coalesced._drainer.cancel()  # as at shutdown
+    for future in queued:
+        with pytest.raises(Abandoned):
+            await future

@@ -6,7 +6,6 @@ revision), so any number of API processes and workers can run side by side.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
+from .coalesce import Coalesced
 from .domain.assembled import assembled
 from .domain.catalogue import Catalogue
 from .domain.decisions import SubjectAssessment, assess_subject, combined_incentives, strongest
@@ -76,64 +76,37 @@ Found = tuple[IndexMeta, list[list[StoredEntry]]]
 
 
 class CoalescedReads:
-    """Concurrent checks of one process share their Redis round trips.
+    """Concurrent checks of one process share their Redis round trips (:class:`Coalesced`).
 
-    With no read in flight a check reads at once; while one is in flight the checks that
-    arrive queue up and go together in the next read. Under load one round trip (and one read
-    of the index meta) serves many checks; a lone check waits for nothing. Each read still
-    re-reads the meta, so a generation switch or a wipe is detected for every check it serves.
+    Under load one round trip (and one read of the index meta) serves many checks; a lone
+    check waits for nothing. Each read still re-reads the meta, so a generation switch or a
+    wipe is detected for every check it serves.
     """
 
     def __init__(self, index: SanctionIndex) -> None:
         self.index = index
-        self._waiting: list[tuple[str, list[Lookup], asyncio.Future[Found]]] = []
-        self._busy = False  # a read is in flight
-        self._drainer: asyncio.Task[None] | None = None
+        self._shared: Coalesced[tuple[str, list[Lookup]], Found] = Coalesced(
+            self._read_together,
+            abandoned=lambda: IndexUnavailable("shutting_down", "the API is stopping"),
+        )
 
     async def candidates(self, gen: str, lookups: list[Lookup]) -> Found:
-        if not self._busy:
-            self._busy = True
-            try:
-                return await self.index.candidates(gen, lookups)
-            finally:
-                self._busy = False
-                if self._waiting:
-                    self._busy = True
-                    self._drainer = asyncio.create_task(self._drain())
-        future: asyncio.Future[Found] = asyncio.get_running_loop().create_future()
-        self._waiting.append((gen, lookups, future))
-        return await future
+        return await self._shared((gen, lookups))
 
-    async def _drain(self) -> None:
-        waiting: list[tuple[str, list[Lookup], asyncio.Future[Found]]] = []
-        try:
-            while self._waiting:
-                waiting, self._waiting = self._waiting, []
-                for gen in {gen for gen, _, _ in waiting}:
-                    await self._serve(gen, [(ls, f) for g, ls, f in waiting if g == gen])
-        finally:
-            self._busy, self._drainer = False, None
-            for _, _, future in [*waiting, *self._waiting]:
-                if not future.done():  # cancelled mid-way (shutdown): nobody waits forever
-                    future.set_exception(IndexUnavailable("shutting_down", "the API is stopping"))
-            self._waiting = []
-
-    async def _serve(
-        self, gen: str, waiting: list[tuple[list[Lookup], asyncio.Future[Found]]]
-    ) -> None:
-        lookups = [lookup for some, _ in waiting for lookup in some]
-        try:
-            meta, found = await self.index.candidates(gen, lookups)
-        except Exception as exc:
-            for _, future in waiting:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        position = 0
-        for some, future in waiting:
-            if not future.done():  # its request may have been cancelled meanwhile
-                future.set_result((meta, found[position : position + len(some)]))
-            position += len(some)
+    async def _read_together(self, reads: list[tuple[str, list[Lookup]]]) -> list[Found]:
+        """One index read per generation asked for (nearly always one), sliced per caller."""
+        found: list[Found | None] = [None] * len(reads)
+        for gen in {gen for gen, _ in reads}:
+            mine = [i for i, (asked, _) in enumerate(reads) if asked == gen]
+            meta, candidates = await self.index.candidates(
+                gen, [lookup for i in mine for lookup in reads[i][1]]
+            )
+            position = 0
+            for i in mine:
+                size = len(reads[i][1])
+                found[i] = (meta, candidates[position : position + size])
+                position += size
+        return found  # type: ignore[return-value]  # every position was filled
 
 
 class Checker:

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import metrics
 from ..checks import Checker, IdentifierNotListed, as_of
+from ..coalesce import Coalesced
 from ..domain.identifiers import IdentifierError, IdentifierKind, parse_any
 from ..domain.models import (
     AsOf,
@@ -40,7 +41,6 @@ from ..keys import ApiKey, KeyStore
 from ..settings import Settings, get_settings
 from ..topics import ORIGIN_HEADER
 from .audit import AuditTrail
-from .coalesce import Coalesced
 from .errors import (
     ApiError,
     ErrorBody,

@@ -249,6 +249,21 @@ class Ledger:
         if queued:
             await pipe.execute()
 
+    async def any_approvals(self, identifiers: Sequence[str]) -> bool:
+        """Has any of ``identifiers`` remembered approvals? One ``EXISTS`` of all their keys (per
+        key on Cluster, pipelined): reading the approvals themselves (a range per key, parsed in
+        Python) cost ~10% of a busy worker's CPU on a bulk listing, for nothing when, as usual,
+        none of the newly listed had applied for anything."""
+        keys = [self.layout.approvals(identifier) for identifier in identifiers]
+        if not keys:
+            return False
+        if self.per_slot:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.exists(key)
+            return any(await pipe.execute())
+        return bool(await self.redis.exists(*keys))
+
     async def approvals_of(self, identifiers: Sequence[str]) -> dict[str, list[Approval]]:
         """Approvals inside the look-back window, per identifier."""
         if not identifiers:

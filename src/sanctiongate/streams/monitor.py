@@ -80,19 +80,6 @@ class RetroactiveComparison:
         newly = [a.after for a in result.applied if becomes_black(a.before, a.after, today)]
         await self.compare(newly)
 
-    async def _any_approvals(self, identifiers: Sequence[str]) -> bool:
-        """Does any of ``identifiers`` have remembered approvals? One ``EXISTS`` of all their
-        keys (per key on Cluster, pipelined): reading the approvals themselves (a range per
-        key, parsed in Python) cost ~10% of a busy worker's CPU on a bulk listing, for nothing
-        when, as usual, none of the newly listed had applied for anything."""
-        ledger = self.ledger
-        keys = [ledger.layout.approvals(identifier) for identifier in identifiers]
-        if ledger.per_slot:
-            pipe = ledger.redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.exists(key)
-            return any(await pipe.execute())
-        return bool(await ledger.redis.exists(*keys))
 
     async def on_activated(self, entries: Sequence[StoredEntry]) -> None:
         """Black listings whose ``effective_from`` arrived (no event marks that moment)."""
@@ -106,7 +93,7 @@ class RetroactiveComparison:
         no per-listing work beyond collecting identifiers; the approvals are read, and the
         parties built, only when some exist."""
         identifiers = sorted({i for stored in listings for i in _listed_identifiers(stored)})
-        if not identifiers or not await self._any_approvals(identifiers):
+        if not identifiers or not await self.ledger.any_approvals(identifiers):
             return
         approvals = await self.ledger.approvals_of(identifiers)
         if not approvals:

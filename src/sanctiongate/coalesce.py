@@ -1,7 +1,8 @@
 """Concurrent requests of one process share a round trip: the first goes at once, the ones
-that arrive while it is in flight go together in the next (as :class:`checks.CoalescedReads`).
+that arrive while it is in flight go together in the next.
 
-Under load one call serves many requests; a lone request waits for nothing.
+Under load one call serves many requests; a lone request waits for nothing. Used for the
+index reads of checks (:class:`checks.CoalescedReads`) and the API's ledger writes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ Result = TypeVar("Result")
 class Coalesced(Generic[Item, Result]):
     """Calls ``run(items)`` (one result per item, in order) for the items of many callers."""
 
-    def __init__(self, run: Callable[[list[Item]], Awaitable[Sequence[Result]]]) -> None:
+    def __init__(
+        self,
+        run: Callable[[list[Item]], Awaitable[Sequence[Result]]],
+        abandoned: Callable[[], BaseException] = asyncio.CancelledError,
+    ) -> None:
+        """``abandoned``: what a queued caller gets when the drainer is cancelled (shutdown)."""
         self.run = run
+        self.abandoned = abandoned
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._busy = False
         self._drainer: asyncio.Task[None] | None = None
@@ -48,7 +55,7 @@ class Coalesced(Generic[Item, Result]):
             self._busy, self._drainer = False, None
             for _, future in [*waiting, *self._waiting]:
                 if not future.done():  # cancelled mid-way (shutdown): nobody waits forever
-                    future.cancel()
+                    future.set_exception(self.abandoned())
             self._waiting = []
 
     async def _serve(self, waiting: list[tuple[Item, asyncio.Future[Result]]]) -> None:
