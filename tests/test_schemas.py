@@ -72,8 +72,12 @@ def test_produced_decision_satisfies_schema() -> None:
         incentives=[],
         subjects=[
             SubjectResult(
-                role="applicant", kind="legal_person", name="甲", identifier=None,
-                decision="pass", hits=[],
+                role="applicant",
+                kind="legal_person",
+                name="甲",
+                identifier=None,
+                decision="pass",
+                hits=[],
             )
         ],
         as_of=AsOf(event_time=now, lag_seconds=0.0),

@@ -53,8 +53,10 @@ def render(document: dict[str, Any]) -> str:
 
 
 def documents() -> dict[str, str]:
-    out = {f"{name}.schema.json": render(message_schema(model, mode))
-           for name, (model, mode) in MESSAGES.items()}
+    out = {
+        f"{name}.schema.json": render(message_schema(model, mode))
+        for name, (model, mode) in MESSAGES.items()
+    }
     out["openapi.json"] = render(openapi_document())
     return out
 

@@ -62,7 +62,6 @@ class GenerationWatch:
         await self.current()
 
 
-
 class ListChangeIngest:
     def __init__(self, runtime: Runtime, watch: GenerationWatch) -> None:
         self.runtime = runtime

@@ -80,7 +80,6 @@ class RetroactiveComparison:
         newly = [a.after for a in result.applied if becomes_black(a.before, a.after, today)]
         await self.compare(newly)
 
-
     async def on_activated(self, entries: Sequence[StoredEntry]) -> None:
         """Black listings whose ``effective_from`` arrived (no event marks that moment)."""
         today = today_in_china(self.clock())
