@@ -91,20 +91,29 @@ class Layout:
         return f"{self.prefix}:alerted:{alert_id}"
 
     # --- inside a generation ----------------------------------------------------------------
+    def bucket_base(self, gen: str) -> str:
+        """What every bucket key of ``gen`` starts with: the key is this, the bucket number,
+        ``}:`` and its kind (``e``, ``c``, ``i`` or ``n``). The batch scripts of
+        :mod:`.store` build bucket keys in Lua from it (:data:`BUCKET_KEY_LUA`)."""
+        return f"{self.prefix}:{{{gen}."
+
+    def bucket_key(self, gen: str, bucket: int, kind: str) -> str:
+        return f"{self.bucket_base(gen)}{bucket}}}:{kind}"
+
     def entries(self, gen: str, entry_id: str) -> str:
-        return f"{self.prefix}:{{{gen}.{self.bucket(entry_id)}}}:e"
+        return self.bucket_key(gen, self.bucket(entry_id), "e")
 
     def counts_of_bucket(self, gen: str, bucket: int) -> str:
-        return f"{self.prefix}:{{{gen}.{bucket}}}:c"
+        return self.bucket_key(gen, bucket, "c")
 
     def counts(self, gen: str, entry_id: str) -> str:
         return self.counts_of_bucket(gen, self.bucket(entry_id))
 
     def identifiers(self, gen: str, identifier: str) -> str:
-        return f"{self.prefix}:{{{gen}.{self.bucket(identifier)}}}:i"
+        return self.bucket_key(gen, self.bucket(identifier), "i")
 
     def names(self, gen: str, name: str) -> str:
-        return f"{self.prefix}:{{{gen}.{self.bucket(name)}}}:n"
+        return self.bucket_key(gen, self.bucket(name), "n")
 
     def measures(self, gen: str) -> str:
         return f"{self.prefix}:{{{gen}}}:measures"
@@ -128,8 +137,19 @@ _ROLE_CODES = {
 _ROLES_BY_CODE = {code: role for role, code in _ROLE_CODES.items()}
 
 
+# The same key as Layout.bucket_key, in Lua: ``base`` from Layout.bucket_base, ``b`` a bucket
+# number (a whole number: Lua prints it without a decimal point), ``kind`` e, c, i or n.
+BUCKET_KEY_LUA = "local function bucket_key(b, kind) return base .. b .. '}:' .. kind end"
+
+
+def role_code(role: str) -> str:
+    return _ROLE_CODES.get(role, role)
+
+
 def pack_ref(entry_id: str, role: str) -> str:
-    return f"{entry_id}{ROLE_SEPARATOR}{_ROLE_CODES.get(role, role)}"
+    """A ref as stored; the batch script builds the same from the entry_id and
+    :func:`role_code`."""
+    return f"{entry_id}{ROLE_SEPARATOR}{role_code(role)}"
 
 
 def unpack_refs(value: bytes | str | None) -> list[tuple[str, str]]:

@@ -1,11 +1,11 @@
 """Operations on the Redis index. Correct under duplicates, reordering, crashes and rebuilds.
 
-On a standalone Redis, a batch of list changes takes two commands whatever its size (plus the
-newest event time): one script reads every stored record, one script applies every change
-atomically — compare-and-set by version, counters, refs added and removed, activations. redis-py
-spends ~25 µs of client CPU per command, so one command per change would cost more than all
-the rest of the hot path. A change whose record moved between the two scripts (another worker
-wrote it) is redone the per-slot way below.
+On a standalone Redis, a batch of list changes takes two commands whatever its size: one script
+reads every stored record, one script applies every change atomically — the newest event time,
+compare-and-set by version, counters, refs added and removed, activations. redis-py spends
+~25 µs of client CPU per command and ~1 µs per argument, so each script takes two arguments
+whatever the batch (the keys are built in Lua from bucket numbers). A change whose record
+moved between the two scripts (another worker wrote it) is redone the per-slot way below.
 
 On Redis Cluster a script may touch one slot only, so a batch takes four pipelined round trips
 (the per-slot path):
@@ -22,7 +22,7 @@ On Redis Cluster a script may touch one slot only, so a batch takes four pipelin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -34,7 +34,15 @@ from redis.exceptions import RedisError
 from ..domain.catalogue import Catalogue
 from ..domain.decisions import CHINA_STANDARD_TIME, today_in_china
 from ..domain.models import ListChange, Measure, StoredEntry
-from .layout import REF_SEPARATOR, Layout, pack_ref, unpack_refs
+from .layout import (
+    BUCKET_KEY_LUA,
+    REF_SEPARATOR,
+    ROLE_SEPARATOR,
+    Layout,
+    pack_ref,
+    role_code,
+    unpack_refs,
+)
 from .records import RECORD_FORMAT, count_code, count_key, decode_record, encode_record
 
 _CAS_ENTRY = """
@@ -99,10 +107,17 @@ return found
 
 # Standalone Redis only: the counter buckets summed inside Redis, as a flat field/total list
 # (one command, not one HGETALL per bucket: /metrics and the monitor ask for this often).
-_SUM_COUNTS = """
+# ARGV[1]: the generation's bucket base, ARGV[2]: the bucket count; the keys are built here
+# (4,096 key arguments cost the client ~7 ms of CPU to format and pack, per scrape).
+_SUM_COUNTS = (
+    """
+local base = ARGV[1]
+"""
+    + BUCKET_KEY_LUA
+    + """
 local totals = {}
-for i = 1, #KEYS do
-  local flat = redis.call('HGETALL', KEYS[i])
+for b = 0, tonumber(ARGV[2]) - 1 do
+  local flat = redis.call('HGETALL', bucket_key(b, 'c'))
   for j = 1, #flat, 2 do
     totals[flat[j]] = (totals[flat[j]] or 0) + tonumber(flat[j + 1])
   end
@@ -114,19 +129,51 @@ for field, total in pairs(totals) do
 end
 return out
 """
+)
 
-# KEYS: every key the batch touches. ARGV[1]: one JSON object (one argument, not ~25 per
-# change: redis-py packs each argument in Python) {"sep", "activations": key index, "changes":
-# [[entry-bucket key index, counter key index, entry_id, version, expected stored version (-1:
-# none), 0, count field, [[key index, field, ref] to add…], [… to remove], activation ('z'
-# schedule at epoch, 'r' unschedule, '' nothing), epoch]…]}; ARGV[1 + i]: the record of change
-# i, as bytes (not a string inside the JSON: no escaping, no decoding on either side). Returns
-# per change: 1 applied, 0 stale (a version as new is stored), -1 the stored record is not the
-# one read (redo it).
-_APPLY_BATCH = """
+# Standalone Redis only: the stored record of each change of a batch. ARGV[1]: the
+# generation's bucket base (Layout.bucket_base); ARGV[2]: a JSON array [bucket, entry_id, …]
+# (two arguments for any batch: redis-py packs every argument in Python, ~1 µs each).
+_READ_BATCH = (
+    """
+local base = ARGV[1]
+"""
+    + BUCKET_KEY_LUA
+    + """
+local wanted = cjson.decode(ARGV[2])
+local found = {}
+for i = 1, #wanted, 2 do
+  found[#found + 1] = redis.call('HGET', bucket_key(wanted[i], 'e'), wanted[i + 1])
+end
+return found
+"""
+)
+
+# Standalone Redis only (one script touches keys of thousands of slots, so it names them in
+# Lua rather than in KEYS: three arguments for any batch instead of ~6 per change).
+# ARGV[1]: one JSON object {"base" (Layout.bucket_base), "sep", "rsep" (REF_ and
+# ROLE_SEPARATOR), "meta", "activations" (keys), "newest_us", "newest_time" (the newest event
+# time of the batch, noted first: as_of must never be older than what a check can see),
+# "changes": [[bucket, entry_id, version, expected stored version (-1: none), count field,
+# refs to add, refs to remove, activation ('z' schedule at epoch, 'r' unschedule, '' nothing),
+# epoch, record length]…]}, a ref list flat (kind 'i' or 'n', bucket, field, role code)…;
+# ARGV[2]: the records of all changes, one after the other, as bytes (no escaping, no
+# decoding on either side). Returns per change: 1 applied, 0 stale (a version as new is
+# stored), -1 the stored record is not the one read (redo it).
+_APPLY_BATCH = (
+    """
 local batch = cjson.decode(ARGV[1])
-local sep = batch.sep
-local activations = KEYS[batch.activations]
+local records = ARGV[2]
+local base, sep, rsep = batch.base, batch.sep, batch.rsep
+local activations = batch.activations
+"""
+    + BUCKET_KEY_LUA
+    + """
+local current = tonumber(redis.call('HGET', batch.meta, 'newest_event_us'))
+if not current or current < tonumber(batch.newest_us) then
+  redis.call('HSET', batch.meta, 'newest_event_us', batch.newest_us,
+             'newest_event_time', batch.newest_time)
+end
 local function add_ref(key, field, ref)
   local cur = redis.call('HGET', key, field)
   if not cur then redis.call('HSET', key, field, ref) return end
@@ -144,9 +191,13 @@ local function remove_ref(key, field, ref)
   else redis.call('HSET', key, field, table.concat(kept, sep)) end
 end
 local out = {}
+local at = 1
 for i, change in ipairs(batch.changes) do
-  local entries, counts, entry_id = KEYS[change[1]], KEYS[change[2]], change[3]
-  local version, expected, count_field = change[4], change[5], change[7]
+  local bucket, entry_id, version, expected = change[1], change[2], change[3], change[4]
+  local count_field, adds, removes = change[5], change[6], change[7]
+  local first = at
+  at = at + change[10]
+  local entries, counts = bucket_key(bucket, 'e'), bucket_key(bucket, 'c')
   local old = redis.call('HGET', entries, entry_id)
   local old_version, old_field = -1, ''
   if old then
@@ -158,18 +209,25 @@ for i, change in ipairs(batch.changes) do
   elseif old_version ~= expected then
     out[i] = -1
   else
-    for _, ref in ipairs(change[8]) do add_ref(KEYS[ref[1]], ref[2], ref[3]) end
+    for j = 1, #adds, 4 do
+      add_ref(bucket_key(adds[j + 1], adds[j]), adds[j + 2], entry_id .. rsep .. adds[j + 3])
+    end
     if old_field ~= '' then redis.call('HINCRBY', counts, old_field, -1) end
-    redis.call('HSET', entries, entry_id, ARGV[i + 1])
+    redis.call('HSET', entries, entry_id, string.sub(records, first, at - 1))
     if count_field ~= '' then redis.call('HINCRBY', counts, count_field, 1) end
-    for _, ref in ipairs(change[9]) do remove_ref(KEYS[ref[1]], ref[2], ref[3]) end
-    if change[10] == 'z' then redis.call('ZADD', activations, change[11], entry_id)
-    elseif change[10] == 'r' then redis.call('ZREM', activations, entry_id) end
+    for j = 1, #removes, 4 do
+      remove_ref(
+        bucket_key(removes[j + 1], removes[j]), removes[j + 2], entry_id .. rsep .. removes[j + 3]
+      )
+    end
+    if change[8] == 'z' then redis.call('ZADD', activations, change[9], entry_id)
+    elseif change[8] == 'r' then redis.call('ZREM', activations, entry_id) end
     out[i] = 1
   end
 end
 return out
 """
+)
 
 
 class IndexUnavailable(Exception):
@@ -270,6 +328,7 @@ class SanctionIndex:
         self._remove_ref = redis.register_script(_REMOVE_REF)
         self._read_records = redis.register_script(_READ_RECORDS)
         self._apply_batch = redis.register_script(_APPLY_BATCH)
+        self._read_batch = redis.register_script(_READ_BATCH)
         self._read_meta_and_fields = redis.register_script(_READ_META_AND_FIELDS)
         self._sum_counts = redis.register_script(_SUM_COUNTS)
         self._note_newest = redis.register_script(_NOTE_NEWEST)
@@ -350,20 +409,17 @@ class SanctionIndex:
         self, gen: str, changes: Sequence[ListChange], result: ApplyResult
     ) -> None:
         layout = self.layout
-        stored_before = await self._read_records(
-            keys=[layout.entries(gen, c.entry_id) for c in changes],
-            args=[c.entry_id for c in changes],
-        )
+        base = layout.bucket_base(gen)
+        buckets = [layout.bucket(c.entry_id) for c in changes]
+        wanted: list[int | str] = []
+        for bucket, change in zip(buckets, changes, strict=True):
+            wanted += (bucket, change.entry_id)
+        stored_before = await self._read_batch(args=[base, orjson.dumps(wanted)])
         plans = await self._plan(gen, changes, stored_before, result)
         if not plans:
             return
-        # as_of must never be older than what a check can see: note the event time first.
-        await self.note_newest(max(plan.change.event_time for plan in plans))
-
-        keys: dict[str, int] = {}
-
-        def key_index(key: str) -> int:  # Lua counts from 1
-            return keys.setdefault(key, len(keys) + 1)
+        bucket_of = dict(zip((c.entry_id for c in changes), buckets, strict=True))
+        newest = max(plan.change.event_time for plan in plans)
 
         now = time.time()
         batch: list[list] = []
@@ -378,28 +434,34 @@ class SanctionIndex:
                 activation = "r"  # only a version that could have been scheduled left a member
             else:
                 activation = ""
+            adds, removes = self._ref_args(after, before)
+            record = encode_record(after)
+            records.append(record)
             batch.append(
                 [
-                    key_index(layout.entries(gen, entry_id)),
-                    key_index(layout.counts(gen, entry_id)),
+                    bucket_of[entry_id],
                     entry_id,
                     after.version,
                     -1 if before is None else before.version,
-                    0,  # the record: ARGV[1 + i]
                     count_code(after),
-                    self._ref_args(key_index, gen, after, exclude=before),
-                    [] if before is None else self._ref_args(key_index, gen, before, after),
+                    adds,
+                    removes,
                     activation,
                     epoch or 0,
+                    len(record),
                 ]
             )
-            records.append(encode_record(after))
         message = {
+            "base": base,
             "sep": REF_SEPARATOR,
-            "activations": key_index(layout.activations(gen)),
+            "rsep": ROLE_SEPARATOR,
+            "meta": layout.meta,
+            "activations": layout.activations(gen),
+            "newest_us": str((newest - _EPOCH) // timedelta(microseconds=1)),
+            "newest_time": newest.isoformat(),
             "changes": batch,
         }
-        outcomes = await self._apply_batch(keys=list(keys), args=[orjson.dumps(message), *records])
+        outcomes = await self._apply_batch(args=[orjson.dumps(message), b"".join(records)])
 
         moved: list[ListChange] = []
         for plan, outcome in zip(plans, outcomes, strict=True):
@@ -413,28 +475,30 @@ class SanctionIndex:
             await self._apply_per_slot(gen, moved, result)
 
     def _ref_args(
-        self,
-        key_index: Callable[[str], int],
-        gen: str,
-        stored: StoredEntry,
-        exclude: StoredEntry | None,
-    ) -> list[tuple[int, str, str]]:
-        """(key index, field, ref) of each ref of ``stored`` that ``exclude`` does not hold."""
-        ids, names = stored.index_keys()
-        if exclude is not None:
-            other_ids, other_names = exclude.index_keys()
-            ids -= other_ids
-            names -= other_names
-        layout, entry_id = self.layout, stored.entry_id
-        refs = [
-            (key_index(layout.identifiers(gen, identifier)), identifier, pack_ref(entry_id, role))
-            for identifier, role in ids
-        ]
-        refs += [
-            (key_index(layout.names(gen, name)), name, pack_ref(entry_id, role))
-            for name, role in names
-        ]
-        return refs
+        self, after: StoredEntry, before: StoredEntry | None
+    ) -> tuple[list[str | int], list[str | int]]:
+        """The refs ``after`` needs that ``before`` lacks, and those ``before`` holds that
+        ``after`` no longer needs: flat (kind, bucket, field, role code) lists. Each version's
+        keys (its names folded) are worked out once."""
+        ids, names = after.index_keys()
+        if before is None:
+            return self._flat_refs(ids, names), []
+        old_ids, old_names = before.index_keys()
+        return (
+            self._flat_refs(ids - old_ids, names - old_names),
+            self._flat_refs(old_ids - ids, old_names - names),
+        )
+
+    def _flat_refs(
+        self, ids: Iterable[tuple[str, str]], names: Iterable[tuple[str, str]]
+    ) -> list[str | int]:
+        bucket = self.layout.bucket
+        flat: list[str | int] = []
+        for identifier, role in ids:
+            flat += ("i", bucket(identifier), identifier, role_code(role))
+        for name, role in names:
+            flat += ("n", bucket(name), name, role_code(role))
+        return flat
 
     async def _apply_per_slot(
         self, gen: str, changes: Sequence[ListChange], result: ApplyResult
@@ -617,14 +681,14 @@ class SanctionIndex:
         return [records[e] for e in sorted(records)]
 
     async def counts(self, gen: str) -> dict[tuple[str, str], int]:
-        keys = [self.layout.counts_of_bucket(gen, bucket) for bucket in range(self.layout.buckets)]
+        layout = self.layout
         if self.per_slot:
             pipe = self.redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.hgetall(key)
+            for bucket in range(layout.buckets):
+                pipe.hgetall(layout.counts_of_bucket(gen, bucket))
             replies = await pipe.execute()
         else:
-            flat = await self._sum_counts(keys=keys)
+            flat = await self._sum_counts(args=[layout.bucket_base(gen), layout.buckets])
             replies = [dict(zip(flat[::2], flat[1::2], strict=True))]
         totals: dict[tuple[str, str], int] = {}
         for reply in replies:
