@@ -1,0 +1,88 @@
+"""The one-script apply path builds its keys in Lua and notes the newest event time itself.
+
+Key names are part of the index format: every key the scripts write must be the one the
+:class:`Layout` names (the per-slot path and every reader use those), and the newest event
+time must only ever move forward, whatever order batches arrive in.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+
+from sanctiongate.domain.identifiers import normalise_name
+from sanctiongate.domain.models import ListChange
+from sanctiongate.index import Layout, SanctionIndex
+from sanctiongate.index.store import new_generation
+from tests.conftest import Services
+from tests.ids import id_number, uscc
+
+from .conftest import list_change
+from .support import org
+
+
+def _change(entry_id: str, version: int, at: datetime, name: str) -> ListChange:
+    message = list_change(
+        entry_id,
+        version,
+        subject=org(uscc(), name),
+        related_persons=[{"role": "principal", "name": f"{name}负责人", "id_number": id_number()}],
+    )
+    message["event_time"] = at.isoformat()
+    return ListChange.model_validate(message)
+
+
+async def test_the_script_writes_exactly_the_keys_the_layout_names(services: Services) -> None:
+    redis = Redis.from_url(services.redis_url)
+    layout = Layout(prefix=f"keys{random.randrange(10**6)}", buckets=64)
+    index = SanctionIndex(redis, layout, per_slot=False)
+    gen = new_generation()
+    now = datetime.now(UTC)
+    changes = [_change(f"k-{i}", 1, now, f"键名公司{i}") for i in range(30)]
+    try:
+        result = await index.apply_changes(gen, changes)
+        assert len(result.applied) == 30
+        expected: set[str] = set()  # listed since 2024: nothing to activate
+        for change in changes:
+            assert change.entry is not None
+            expected |= {layout.entries(gen, change.entry_id), layout.counts(gen, change.entry_id)}
+            subject, person = change.entry.subject, change.entry.related_persons[0]
+            assert subject.uscc is not None and person.id_number is not None
+            expected |= {
+                layout.identifiers(gen, subject.uscc),
+                layout.identifiers(gen, person.id_number),
+                layout.names(gen, normalise_name(subject.name)),
+                layout.names(gen, normalise_name(person.name)),
+            }
+        found = {key.decode() async for key in redis.scan_iter(match=f"{layout.prefix}:{{*")}
+        assert found == expected
+        for change in changes:
+            stored = await index.entries(gen, [change.entry_id])
+            assert stored[change.entry_id].version == 1  # read back through the layout's keys
+    finally:
+        await index.drop_generation(gen)
+        await redis.aclose()
+
+
+async def test_the_newest_event_time_only_moves_forward(services: Services) -> None:
+    redis = Redis.from_url(services.redis_url)
+    index = SanctionIndex(redis, Layout(prefix=f"newest{random.randrange(10**6)}"), per_slot=False)
+    gen = new_generation()
+    later = datetime(2026, 5, 1, 8, 30, 0, 123456, tzinfo=UTC)
+    earlier = later - timedelta(days=3)
+    try:
+        await index.apply_changes(gen, [_change("n-1", 1, later, "较新公司")])
+        meta = await index.read_meta()
+        assert meta.newest_event_time == later
+        assert meta.fields["newest_event_us"] == str(int(later.timestamp() * 1_000_000))
+        await index.apply_changes(gen, [_change("n-2", 1, earlier, "较旧公司")])
+        assert (await index.read_meta()).newest_event_time == later
+        newer = later + timedelta(seconds=1)
+        await index.apply_changes(gen, [_change("n-3", 1, newer, "最新公司")])
+        assert (await index.read_meta()).newest_event_time == newer
+    finally:
+        await index.drop_generation(gen)
+        await redis.delete(index.layout.meta)
+        await redis.aclose()
