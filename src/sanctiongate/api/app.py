@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -80,6 +83,9 @@ CONFLICT = {
     }
 }
 JSON = "application/json"
+# How stale another API process's checks may be on a /metrics (this process flushes its own
+# first): well under any scrape interval.
+METRICS_FLUSH_SECONDS = 1.0
 
 
 class Services:
@@ -104,11 +110,18 @@ class Services:
             feedback_sla_seconds=settings.feedback_sla_seconds,
             decision_ttl_seconds=settings.decision_ttl_seconds,
         )
-        # Concurrent block/review decisions are remembered together: two scripts for many.
-        self.remember_decision: Coalesced[Decision, Decision] = Coalesced(
-            self.ledger.record_decisions
+        # Concurrent block/review decisions are remembered together: two scripts for many. Each
+        # goes with its JSON, the answer's bytes: the ledger stores them instead of a second dump.
+        self.remember_decision: Coalesced[tuple[Decision, bytes], bytes | None] = Coalesced(
+            self._remember_decisions
         )
         self.kafka_ready = False
+        self.tally = metrics.CheckTally()
+
+    async def _remember_decisions(
+        self, decided: list[tuple[Decision, bytes]]
+    ) -> list[bytes | None]:
+        return await self.ledger.keep_first([d for d, _ in decided], [b for _, b in decided])
 
     async def start(self) -> None:
         # aiokafka objects bind to the running loop: create them inside it.
@@ -126,6 +139,12 @@ class Services:
         if not await self.ensure_kafka(timeout=15):
             log.warning("Kafka unreachable at start: audit records are buffered")
         self.audit.start(self.ensure_kafka)
+        self._flushing = asyncio.create_task(self._flush_metrics(), name="metrics")
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_FLUSH_SECONDS)
+            self.tally.flush()
 
     async def ensure_kafka(self, timeout: float = 5) -> bool:
         """Start the producer if it isn't yet (the broker may have been down at start)."""
@@ -141,6 +160,8 @@ class Services:
         return self.kafka_ready
 
     async def stop(self) -> None:
+        self._flushing.cancel()
+        self.tally.flush()
         await self.audit.stop()
         if self.kafka_ready:
             await self.producer.stop()
@@ -156,11 +177,12 @@ async def caller(request: Request, credentials: Credentials) -> ApiKey:
 
     ``async`` although it never awaits: FastAPI runs a plain ``def`` dependency in a thread.
     """
-    return authenticate(request.app.state.services.keys, credentials)
+    token = credentials.credentials if credentials else None
+    return authenticate(request.app.state.services.keys, token)
 
 
-def authenticate(keys: KeyStore, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
-    key = keys.authenticate(credentials.credentials.strip()) if credentials else None
+def authenticate(keys: KeyStore, token: str | None) -> ApiKey:
+    key = keys.authenticate(token.strip()) if token else None
     if key is None:
         raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' is required")
     return key
@@ -305,6 +327,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def prometheus() -> Response:
         # Summed over all API processes (SPEC §7); no docstring: it would change the OpenAPI.
+        services.tally.flush()
         await metrics.refresh_index_gauges(services.index, with_lag=True)
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
@@ -401,11 +424,12 @@ class FastChecks:
             return await on_unexpected(None, exc)  # type: ignore[arg-type]
 
 
-def _bearer(header: bytes | None) -> HTTPAuthorizationCredentials | None:
+def _bearer(header: bytes | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (as HTTPBearer reads it)."""
     scheme, _, token = (header or b"").decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
-    return HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
+    return token
 
 
 async def _body(receive: Receive) -> bytes:
@@ -441,18 +465,21 @@ async def run_check(services: Services, key: ApiKey, body: CheckRequest) -> byte
             return replayed
     try:
         decision = await services.checker.check(
-            body.subjects, body.matter, key.department, body.request_id
+            body.subjects, body.matter, key.department, body.request_id or new_request_id()
         )
     except IdentifierNotListed as exc:
         raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
-    if decision.decision != "pass":
-        await services.remember_decision(decision)
     answer = decision.model_dump_json(by_alias=True).encode()
+    if decision.decision != "pass":
+        # Which decision the ledger held before is the idempotency record's business (below).
+        await services.remember_decision((decision, answer))
     if body.request_id:
         answer = await services.idempotency.remember(
             key.department, body.request_id, request_print, answer
         )
-    _observe("http", decision.decision, body.matter.category, started)
+    services.tally.observe(
+        "http", decision.decision, body.matter.category, time.perf_counter() - started
+    )
     services.audit.record(key, "check", decision)
     return answer
 
@@ -466,7 +493,7 @@ async def run_batch(services: Services, key: ApiKey, body: BatchCheckRequest) ->
     started = time.perf_counter()
     try:
         response = await services.checker.batch(
-            body.subjects, body.matter, key.department, body.request_id
+            body.subjects, body.matter, key.department, body.request_id or new_request_id()
         )
     except IdentifierNotListed as exc:
         raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
@@ -477,6 +504,21 @@ async def run_batch(services: Services, key: ApiKey, body: BatchCheckRequest) ->
     return response.model_dump_json(by_alias=True).encode()
 
 
-def _observe(channel: str, decision: str, category: str, started: float) -> None:
-    metrics.check_duration(channel).observe(time.perf_counter() - started)
-    metrics.check_count(channel, decision, category).inc()
+class _RequestIds:
+    """Generated request ids: ``sg-`` and 32 hex digits, like ``checks.new_request_id``, but
+    without a ``uuid4`` (an ``os.urandom`` system call) per check: a random 64-bit prefix for
+    the process, then a counter. A forked child draws a prefix of its own."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix = f"sg-{secrets.token_hex(8)}"
+        self.counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+new_request_id = _RequestIds()
