@@ -20,8 +20,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from bisect import bisect_left
-from collections import defaultdict
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -209,43 +207,6 @@ def check_duration(channel: str) -> Histogram:
 @lru_cache(maxsize=4096)
 def check_count(channel: str, decision: str, matter_category: str) -> Counter:
     return checks_total.labels(channel=channel, decision=decision, matter_category=matter_category)
-
-
-class CheckTally:
-    """The API's single checks, counted in process memory and written to the metrics by
-    :meth:`flush` (the API flushes every second, before serving ``/metrics`` and on exit).
-
-    With several API processes each value is a write to a memory-mapped file under a lock, three
-    per check (the count, the duration's sum and its bucket): together more CPU than parsing the
-    check's body. Flushed, the same samples come out as if each check had written its own.
-    """
-
-    def __init__(self) -> None:
-        self._counts: defaultdict[tuple[str, str, str], int] = defaultdict(int)
-        # per channel: [sum of durations, then one count per bucket (the last is +Inf)]
-        self._durations: dict[str, list[float]] = {}
-        self._bounds = check_duration_seconds._upper_bounds
-
-    def observe(self, channel: str, decision: str, matter_category: str, seconds: float) -> None:
-        self._counts[(channel, decision, matter_category)] += 1
-        tally = self._durations.get(channel)
-        if tally is None:
-            tally = self._durations[channel] = [0.0] * (len(self._bounds) + 1)
-        tally[0] += seconds
-        # the first bucket whose bound is >= seconds, as Histogram.observe places it
-        tally[1 + bisect_left(self._bounds, seconds)] += 1
-
-    def flush(self) -> None:
-        counts, self._counts = self._counts, defaultdict(int)
-        durations, self._durations = self._durations, {}
-        for labels, count in counts.items():
-            check_count(*labels).inc(count)
-        for channel, (total, *buckets) in durations.items():
-            histogram = check_duration(channel)
-            histogram._sum.inc(total)  # Histogram.observe's own two values, written once
-            for bucket, count in zip(histogram._buckets, buckets, strict=True):
-                if count:
-                    bucket.inc(count)
 
 
 def source_seen(source: str, at: float | None = None) -> None:

@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from sanctiongate import metrics
@@ -112,47 +110,3 @@ def test_spec_metric_names_are_exported() -> None:
         "sanctiongate_source_last_change_timestamp_seconds",
     }
     assert set(spec) <= metrics.exposed_names()
-
-
-def _check_samples() -> dict[tuple[str, tuple], float]:
-    wanted = ("sanctiongate_checks_total", "sanctiongate_check_duration_seconds")
-    return {
-        key: value
-        for key, value in samples(metrics.exposition()[0].decode()).items()
-        if key[0].startswith(wanted) and not key[0].endswith("_created")
-    }
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["http", "tally-probe"]),
-            st.sampled_from(["block", "review", "pass"]),
-            st.sampled_from(["bidding", "customs"]),
-            # durations on and around the bucket bounds, where "le" placement could slip
-            st.one_of(
-                st.sampled_from([0.0, 0.0005, 0.001, 0.0025, 0.005, 2.5, 2.6]),
-                st.floats(0, 5, allow_nan=False),
-            ),
-        ),
-        max_size=30,
-    )
-)
-def test_tallied_checks_flush_to_the_same_samples_as_direct_writes(
-    checks: list[tuple[str, str, str, float]],
-) -> None:
-    before = _check_samples()
-    for channel, decision, category, seconds in checks:
-        metrics.check_count(channel, decision, category).inc()
-        metrics.check_duration(channel).observe(seconds)
-    direct = _check_samples()
-    tally = metrics.CheckTally()
-    for check in checks:
-        tally.observe(*check)
-    tally.flush()
-    tallied = _check_samples()
-    for key in tallied:
-        by_direct = direct.get(key, 0) - before.get(key, 0)
-        by_tally = tallied[key] - direct.get(key, 0)
-        assert by_tally == pytest.approx(by_direct, abs=1e-9), key
