@@ -83,9 +83,6 @@ CONFLICT = {
     }
 }
 JSON = "application/json"
-# How stale another API process's checks may be on a /metrics (this process flushes its own
-# first): well under any scrape interval.
-METRICS_FLUSH_SECONDS = 1.0
 
 
 class Services:
@@ -116,7 +113,6 @@ class Services:
             self._remember_decisions
         )
         self.kafka_ready = False
-        self.tally = metrics.CheckTally()
 
     async def _remember_decisions(
         self, decided: list[tuple[Decision, bytes]]
@@ -139,12 +135,6 @@ class Services:
         if not await self.ensure_kafka(timeout=15):
             log.warning("Kafka unreachable at start: audit records are buffered")
         self.audit.start(self.ensure_kafka)
-        self._flushing = asyncio.create_task(self._flush_metrics(), name="metrics")
-
-    async def _flush_metrics(self) -> None:
-        while True:
-            await asyncio.sleep(METRICS_FLUSH_SECONDS)
-            self.tally.flush()
 
     async def ensure_kafka(self, timeout: float = 5) -> bool:
         """Start the producer if it isn't yet (the broker may have been down at start)."""
@@ -160,8 +150,6 @@ class Services:
         return self.kafka_ready
 
     async def stop(self) -> None:
-        self._flushing.cancel()
-        self.tally.flush()
         await self.audit.stop()
         if self.kafka_ready:
             await self.producer.stop()
@@ -327,7 +315,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def prometheus() -> Response:
         # Summed over all API processes (SPEC §7); no docstring: it would change the OpenAPI.
-        services.tally.flush()
         await metrics.refresh_index_gauges(services.index, with_lag=True)
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
@@ -477,9 +464,7 @@ async def run_check(services: Services, key: ApiKey, body: CheckRequest) -> byte
         answer = await services.idempotency.remember(
             key.department, body.request_id, request_print, answer
         )
-    services.tally.observe(
-        "http", decision.decision, body.matter.category, time.perf_counter() - started
-    )
+    _observe("http", decision.decision, body.matter.category, started)
     services.audit.record(key, "check", decision)
     return answer
 
@@ -522,3 +507,8 @@ class _RequestIds:
 
 
 new_request_id = _RequestIds()
+
+
+def _observe(channel: str, decision: str, category: str, started: float) -> None:
+    metrics.check_duration(channel).observe(time.perf_counter() - started)
+    metrics.check_count(channel, decision, category).inc()
