@@ -62,6 +62,10 @@ RESPONSES = {
         {"type": "http.response.body", "body": b"", "more_body": True},
         {"type": "http.response.body", "body": b"llo"},
     ],
+    "large": [
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"70000")]},
+        {"type": "http.response.body", "body": b"x" * 70_000},
+    ],
     "empty": [
         {"type": "http.response.start", "status": 204, "headers": []},
         {"type": "http.response.body", "body": b""},

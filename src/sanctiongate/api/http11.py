@@ -15,6 +15,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+_JOIN_AT_MOST = 64 * 1024  # bytes of body copied behind the head
+
 
 class _Recorder:
     """Stands for the transport while uvicorn writes the head: keeps what it writes."""
@@ -36,7 +38,11 @@ class _HeadFirst:
 
     def write(self, data: bytes) -> None:
         head, self.head = self.head, None
-        self.transport.write(data if head is None else head + data)
+        if head is not None and len(data) > _JOIN_AT_MOST:
+            self.transport.write(head)  # a batch's megabytes: not worth a copy to save a write
+        elif head is not None:
+            data = head + data
+        self.transport.write(data)
 
     def flush(self) -> None:
         if self.head is not None:
