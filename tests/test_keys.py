@@ -114,3 +114,18 @@ def test_create_refuses_empty_departments_and_bad_scopes(
     with pytest.raises(ValueError):
         store.create(department, scopes)
     assert store.all() == []
+
+
+def test_a_proven_token_is_forgotten_when_the_key_file_changes(tmp_path: Path) -> None:
+    """The token cache must not outlive the file: another key's revocation, a key's own, or the
+    file's removal all take effect on the next call."""
+    path = tmp_path / "keys.json"
+    serving = KeyStore(path)
+    key, token = KeyStore(path).create("海关", ["customs"])
+    other, other_token = KeyStore(path).create("税务局", ["tax"])
+    assert serving.authenticate(token) == key and serving.authenticate(other_token) == other
+    KeyStore(path).revoke(other.key_id)
+    assert serving.authenticate(other_token) is None
+    assert serving.authenticate(token) == key
+    path.unlink()
+    assert serving.authenticate(token) is None

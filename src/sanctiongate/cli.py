@@ -42,6 +42,8 @@ def _api(args: argparse.Namespace) -> int:
     prepare_api_metrics_dir(settings.run_dir, port)
     import uvicorn
 
+    from .api.http11 import OneWriteHttpToolsProtocol
+
     uvicorn.run(
         "sanctiongate.api.app:create_app",
         factory=True,
@@ -52,9 +54,10 @@ def _api(args: argparse.Namespace) -> int:
         log_config=dict_config(args.loglevel),
         access_log=False,
         # Named, not "auto": a missing uvloop or httptools must fail the start, not quietly
-        # halve the throughput (bench/api.py runs its baseline under the same two).
+        # halve the throughput (bench/api.py runs its baseline under the same two). httptools
+        # with a response's head and body in one write (api.http11).
         loop="uvloop",
-        http="httptools",
+        http=OneWriteHttpToolsProtocol,
     )
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -337,6 +338,20 @@ async def test_keys_authenticate_and_scope_matter_categories(stack: Stack) -> No
 
 
 # --- idempotency ----------------------------------------------------------------------------
+
+
+async def test_a_block_is_remembered_as_answered_under_a_fresh_generated_request_id(
+    http: httpx.AsyncClient, redis: Redis, stack: Stack, listed: Listed
+) -> None:
+    """The ledger stores the answer's own bytes (not a second rendering that could differ), and
+    each generated request_id is new and shaped as before (``sg-`` and 32 hex digits)."""
+    answers = [await http.post("/v1/checks", json=check_body(org(listed.code))) for _ in range(3)]
+    ids = [a.json()["request_id"] for a in answers]
+    assert len(set(ids)) == 3 and all(re.fullmatch(r"sg-[0-9a-f]{32}", i) for i in ids), ids
+    layout = Layout(prefix=stack.settings.index_prefix)
+    for answer, request_id in zip(answers, ids, strict=True):
+        assert answer.json()["decision"] == "block"
+        assert await redis.get(layout.decision("test-department", request_id)) == answer.content
 
 
 async def test_request_id_is_idempotent_and_a_reused_id_with_another_body_is_409(

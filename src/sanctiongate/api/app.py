@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -104,11 +107,17 @@ class Services:
             feedback_sla_seconds=settings.feedback_sla_seconds,
             decision_ttl_seconds=settings.decision_ttl_seconds,
         )
-        # Concurrent block/review decisions are remembered together: two scripts for many.
-        self.remember_decision: Coalesced[Decision, Decision] = Coalesced(
-            self.ledger.record_decisions
+        # Concurrent block/review decisions are remembered together: two scripts for many. Each
+        # goes with its JSON, the answer's bytes: the ledger stores them instead of a second dump.
+        self.remember_decision: Coalesced[tuple[Decision, bytes], bytes | None] = Coalesced(
+            self._remember_decisions
         )
         self.kafka_ready = False
+
+    async def _remember_decisions(
+        self, decided: list[tuple[Decision, bytes]]
+    ) -> list[bytes | None]:
+        return await self.ledger.keep_first([d for d, _ in decided], [b for _, b in decided])
 
     async def start(self) -> None:
         # aiokafka objects bind to the running loop: create them inside it.
@@ -156,11 +165,12 @@ async def caller(request: Request, credentials: Credentials) -> ApiKey:
 
     ``async`` although it never awaits: FastAPI runs a plain ``def`` dependency in a thread.
     """
-    return authenticate(request.app.state.services.keys, credentials)
+    token = credentials.credentials if credentials else None
+    return authenticate(request.app.state.services.keys, token)
 
 
-def authenticate(keys: KeyStore, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
-    key = keys.authenticate(credentials.credentials.strip()) if credentials else None
+def authenticate(keys: KeyStore, token: str | None) -> ApiKey:
+    key = keys.authenticate(token.strip()) if token else None
     if key is None:
         raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' is required")
     return key
@@ -401,11 +411,12 @@ class FastChecks:
             return await on_unexpected(None, exc)  # type: ignore[arg-type]
 
 
-def _bearer(header: bytes | None) -> HTTPAuthorizationCredentials | None:
+def _bearer(header: bytes | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (as HTTPBearer reads it)."""
     scheme, _, token = (header or b"").decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
-    return HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
+    return token
 
 
 async def _body(receive: Receive) -> bytes:
@@ -441,13 +452,14 @@ async def run_check(services: Services, key: ApiKey, body: CheckRequest) -> byte
             return replayed
     try:
         decision = await services.checker.check(
-            body.subjects, body.matter, key.department, body.request_id
+            body.subjects, body.matter, key.department, body.request_id or new_request_id()
         )
     except IdentifierNotListed as exc:
         raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
-    if decision.decision != "pass":
-        await services.remember_decision(decision)
     answer = decision.model_dump_json(by_alias=True).encode()
+    if decision.decision != "pass":
+        # Which decision the ledger held before is the idempotency record's business (below).
+        await services.remember_decision((decision, answer))
     if body.request_id:
         answer = await services.idempotency.remember(
             key.department, body.request_id, request_print, answer
@@ -466,7 +478,7 @@ async def run_batch(services: Services, key: ApiKey, body: BatchCheckRequest) ->
     started = time.perf_counter()
     try:
         response = await services.checker.batch(
-            body.subjects, body.matter, key.department, body.request_id
+            body.subjects, body.matter, key.department, body.request_id or new_request_id()
         )
     except IdentifierNotListed as exc:
         raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
@@ -475,6 +487,26 @@ async def run_batch(services: Services, key: ApiKey, body: BatchCheckRequest) ->
         metrics.check_count("batch", decision, body.matter.category).inc(count)
     services.audit.record(key, "batch", response)
     return response.model_dump_json(by_alias=True).encode()
+
+
+class _RequestIds:
+    """Generated request ids: ``sg-`` and 32 hex digits, like ``checks.new_request_id``, but
+    without a ``uuid4`` (an ``os.urandom`` system call) per check: a random 64-bit prefix for
+    the process, then a counter. A forked child draws a prefix of its own."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix = f"sg-{secrets.token_hex(8)}"
+        self.counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+new_request_id = _RequestIds()
 
 
 def _observe(channel: str, decision: str, category: str, started: float) -> None:

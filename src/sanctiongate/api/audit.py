@@ -2,7 +2,9 @@
 
 The records themselves are built in :mod:`sanctiongate.audit` (shared with the stream).
 Records are queued and sent in the background so a slow or absent broker never delays a
-check; the queue is bounded and what it must drop is counted and logged.
+check; the queue is bounded and what it must drop is counted and logged. A check's record is
+built there too, with the time it was queued: for a 10,000-subject batch, building its record
+on the request's path cost a few per cent of the answer's time.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -34,7 +38,8 @@ class AuditTrail:
     def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
         self.producer = producer
         self.topic = topic
-        self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        # Each builds its record when its burst goes.
+        self.queue: asyncio.Queue[Callable[[], dict]] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self._task: asyncio.Task[None] | None = None
         self._sending = False  # a burst is on its way to the broker
 
@@ -52,29 +57,33 @@ class AuditTrail:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def record(self, key: ApiKey, channel: str, result: Decision | BatchCheckResponse) -> None:
-        self._queue(audit_record(channel, key.department, key.key_id, result))
+        # The models are not changed after the answer: building later reads the same values.
+        at = datetime.now(UTC)
+        build = partial(audit_record, channel, key.department, key.key_id, result, at)
+        self._queue(build, result.request_id)
 
     def record_replay(self, key: ApiKey, decision_json: bytes) -> None:
-        self._queue(replay_record(key.department, key.key_id, decision_json))
+        record = replay_record(key.department, key.key_id, decision_json)
+        self._queue(lambda: record, record["request_id"])
 
-    def _queue(self, record: dict) -> None:
+    def _queue(self, build: Callable[[], dict], request_id: str) -> None:
         try:
-            self.queue.put_nowait(record)
+            self.queue.put_nowait(build)
         except asyncio.QueueFull:
             audit_dropped_total.inc()
-            log.error("audit queue full: a record of %s was dropped", record["request_id"])
+            log.error("audit queue full: a record of %s was dropped", request_id)
 
     async def _drain(self, connected: Callable[[], Awaitable[bool]]) -> None:
         # Records go out in bursts, at most every FLUSH_SECONDS: one produce request carries
         # many records instead of one each, which at low concurrency cost more CPU than the
         # check itself. An auditor reads them a fraction of a second later; nothing is lost.
         while True:
-            records = [await self.queue.get()]
+            builders = [await self.queue.get()]
             while not self.queue.empty():
-                records.append(self.queue.get_nowait())
+                builders.append(self.queue.get_nowait())
             self._sending = True
             try:
-                await self._send_burst(records, connected)
+                await self._send_burst(_built(builders), connected)
             finally:
                 self._sending = False
             await asyncio.sleep(FLUSH_SECONDS)
@@ -129,6 +138,17 @@ class AuditTrail:
                 taken += 1
             await (await self.producer.send_batch(batch, self.topic, partition=partition))
             del messages[:taken]
+
+
+def _built(builders: list[Callable[[], dict]]) -> list[dict]:
+    records = []
+    for build in builders:
+        try:
+            records.append(build())
+        except Exception:  # a bug, not a broker outage: the other records still go
+            audit_dropped_total.inc()
+            log.exception("audit record not built")
+    return records
 
 
 def _message(record: dict) -> tuple[bytes, bytes] | None:
