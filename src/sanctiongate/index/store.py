@@ -35,7 +35,16 @@ from ..domain.catalogue import Catalogue
 from ..domain.decisions import CHINA_STANDARD_TIME, today_in_china
 from ..domain.models import ListChange, Measure, StoredEntry
 from .layout import REF_SEPARATOR, Layout, pack_ref, unpack_refs
-from .records import RECORD_FORMAT, count_code, count_key, decode_record, encode_record
+from .records import (
+    RECORD_FORMAT,
+    count_code,
+    count_key,
+    decode_body,
+    decode_record,
+    encode_record,
+    may_hold_identifier,
+    split_record,
+)
 
 _CAS_ENTRY = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -553,10 +562,7 @@ class SanctionIndex:
             [layout.entries(gen, e) for e in entry_ids], entry_ids
         )
         self._serving(raw_meta, gen)
-        records = {
-            e: s for e, s in zip(entry_ids, map(decode_record, raws, entry_ids), strict=True) if s
-        }
-        return meta, [[records[e] for e in ids if e in records] for ids in wanted]
+        return meta, _could_match(lookups, wanted, entry_ids, raws)
 
     def _serving(self, raw_meta: dict[bytes, bytes], gen: str) -> IndexMeta:
         meta = _meta_from(raw_meta)
@@ -712,6 +718,36 @@ def wanted_entry_ids(
             position += 1
         wanted.append(ids)
     return wanted
+
+
+def _could_match(
+    lookups: Sequence[tuple[str | None, str]],
+    wanted: list[set[str]],
+    entry_ids: list[str],
+    raws: list[bytes | None],
+) -> list[list[StoredEntry]]:
+    """Per lookup, the stored entries (of ``wanted``) that could match it.
+
+    Most records read for a subject with a code came through its name only and list parties
+    that all carry other codes: they can match in no way (:func:`may_hold_identifier`), so
+    only their bodies are parsed and no model is built. The others are built once each, however
+    many lookups want them.
+    """
+    bodies = {e: split_record(raw) for e, raw in zip(entry_ids, raws, strict=True) if raw}
+    built: dict[str, StoredEntry] = {}
+    found: list[list[StoredEntry]] = []
+    for (identifier, _), ids in zip(lookups, wanted, strict=True):
+        entries = []
+        for entry_id in ids:  # the order as ever (the set's)
+            split = bodies.get(entry_id)
+            if split is None or (identifier and not may_hold_identifier(split[1], identifier)):
+                continue
+            stored = built.get(entry_id)
+            if stored is None:
+                stored = built[entry_id] = decode_body(*split, entry_id)
+            entries.append(stored)
+        found.append(entries)
+    return found
 
 
 def check_serving(meta: IndexMeta, during_rebuild: bool = False) -> None:
