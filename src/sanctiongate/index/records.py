@@ -187,6 +187,15 @@ def split_record(raw: bytes) -> tuple[bytes, list[Any]]:
     return version, orjson.loads(rest.partition(b"|")[2])
 
 
+def may_hold_code(raw: bytes, identifier: bytes) -> bool:
+    """False only when record ``raw`` surely lists no party with code ``identifier`` nor any
+    party without a code. Codes are plain ASCII in the JSON, and a party without one ends in a
+    null code, ``[kind, name, null]`` / ``[role, name, null]`` or ``[kind, name, null, "role"]``
+    (orjson writes no spaces; other nulls, an open end date or a naive time, are followed by a
+    number). Text found proves nothing: parse the body and ask :func:`may_hold_identifier`."""
+    return identifier in raw or b",null]" in raw or b',null,"' in raw
+
+
 def may_hold_identifier(body: list[Any], identifier: str) -> bool:
     """Whether a check of a subject carrying ``identifier`` could match this listing at all:
     some listed party has that code, or has no code (then its name may match, SPEC §4). A

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -42,6 +43,7 @@ from .records import (
     decode_body,
     decode_record,
     encode_record,
+    may_hold_code,
     may_hold_identifier,
     split_record,
 )
@@ -737,22 +739,35 @@ def _could_match(
     """Per lookup, the stored entries (of ``wanted``) that could match it.
 
     Most records read for a subject with a code came through its name only and list parties
-    that all carry other codes: they can match in no way (:func:`may_hold_identifier`), so
-    only their bodies are parsed and no model is built. The others are built once each, however
-    many lookups want them.
+    that all carry other codes: they can match in no way, so no model is built for them, and
+    most are not even parsed (:func:`may_hold_code`, then :func:`may_hold_identifier`). Each
+    record is parsed and built at most once, however many lookups want it.
     """
-    bodies = {e: split_record(raw) for e, raw in zip(entry_ids, raws, strict=True) if raw}
+    raw_of = {e: raw for e, raw in zip(entry_ids, raws, strict=True) if raw}
+    bodies: dict[str, tuple[bytes, list[Any]]] = {}
     built: dict[str, StoredEntry] = {}
+
+    def body(entry_id: str) -> tuple[bytes, list[Any]]:
+        split = bodies.get(entry_id)
+        if split is None:
+            split = bodies[entry_id] = split_record(raw_of[entry_id])
+        return split
+
     found: list[list[StoredEntry]] = []
     for (identifier, _), ids in zip(lookups, wanted, strict=True):
+        code = identifier.encode() if identifier else b""
         entries = []
         for entry_id in ids:  # the order as ever (the set's)
-            split = bodies.get(entry_id)
-            if split is None or (identifier and not may_hold_identifier(split[1], identifier)):
+            raw = raw_of.get(entry_id)
+            if raw is None:
+                continue
+            if identifier and not (
+                may_hold_code(raw, code) and may_hold_identifier(body(entry_id)[1], identifier)
+            ):
                 continue
             stored = built.get(entry_id)
             if stored is None:
-                stored = built[entry_id] = decode_body(*split, entry_id)
+                stored = built[entry_id] = decode_body(*body(entry_id), entry_id)
             entries.append(stored)
         found.append(entries)
     return found
