@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from ..domain.catalogue import Catalogue
 from ..domain.decisions import CHINA_STANDARD_TIME, today_in_china
 from ..domain.models import ListChange, Measure, StoredEntry
-from .layout import REF_SEPARATOR, Layout, pack_ref, unpack_refs
+from .layout import REF_SEPARATOR, ROLE_SEPARATOR, Layout, pack_ref, unpack_refs
 from .records import (
     RECORD_FORMAT,
     count_code,
@@ -724,7 +724,10 @@ def wanted_entry_ids(
     for identifier, _ in lookups:
         ids: set[str] = set()
         for _ in range(2 if identifier else 1):
-            ids.update(entry_id for entry_id, _ in unpack_refs(refs[position]))
+            if raw := refs[position]:
+                # The entry ids of unpack_refs, without mapping the roles (not needed here).
+                text = raw.decode() if isinstance(raw, bytes) else raw
+                ids.update([ref.partition(ROLE_SEPARATOR)[0] for ref in text.split(REF_SEPARATOR)])
             position += 1
         wanted.append(ids)
     return wanted
