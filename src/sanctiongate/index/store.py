@@ -547,7 +547,9 @@ class SanctionIndex:
     async def candidates(
         self, gen: str, lookups: Sequence[tuple[str | None, str]]
     ) -> tuple[IndexMeta, list[list[StoredEntry]]]:
-        """For each (identifier or None, normalised name): the entries found under either key.
+        """For each (identifier or None, normalised name): the entries found under either key
+        that could match it (with an identifier: those listing a party with that code or one
+        without a code; see :func:`_could_match`).
 
         Two reads for any number of subjects (on a single Redis, scripts of 2,000 keys each),
         each with the meta: a read that straddles a generation switch or a wipe is refused,
