@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from sanctiongate.domain.decisions import match_subject
 from sanctiongate.domain.identifiers import (
@@ -276,13 +277,13 @@ def test_candidates_filtered_before_decoding_match_as_all_decoded(
         code = data.draw(
             st.one_of(st.none(), st.sampled_from(listed_codes or ["x"]), usccs(), id_numbers())
         )
-        if code is not None and len(code) == 18 and code[:17].isdigit():
-            subject = {"kind": "natural_person", "name": name, "id_number": code}
-        elif code is not None and len(code) == 18:
-            subject = {"kind": "legal_person", "name": name, "uscc": code}
-        else:
-            subject = {"kind": "legal_person", "name": name}
-        subjects.append(Subject.model_validate(subject))
+        if code is None or code == "x":
+            subjects.append(Subject(kind="legal_person", name=name))
+            continue
+        try:  # an 18-digit code may be either; a person's when its birth date is real
+            subjects.append(Subject(kind="natural_person", name=name, id_number=code))
+        except ValidationError:
+            subjects.append(Subject(kind="legal_person", name=name, uscc=code))
     lookups = [(s.identifier, normalise_name(s.name)) for s in subjects]
     wanted = [set(data.draw(st.sets(st.sampled_from(entry_ids)))) for _ in lookups]
     found = _could_match(lookups, wanted, entry_ids, raws)
