@@ -7,13 +7,16 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from sanctiongate.domain.decisions import match_subject
 from sanctiongate.domain.identifiers import (
     USCC_ALPHABET,
+    normalise_name,
     resident_id_check_char,
     uscc_check_char,
 )
-from sanctiongate.domain.models import ListChange, StoredEntry
+from sanctiongate.domain.models import ListChange, StoredEntry, Subject
 from sanctiongate.index.layout import REF_SEPARATOR, pack_ref, unpack_refs
 from sanctiongate.index.records import (
     KINDS,
@@ -21,10 +24,14 @@ from sanctiongate.index.records import (
     ROLES,
     count_code,
     count_key,
+    decode_body,
     decode_record,
     encode_record,
+    may_hold_code,
+    may_hold_identifier,
+    split_record,
 )
-from sanctiongate.index.store import IndexMeta, IndexUnavailable, check_serving
+from sanctiongate.index.store import IndexMeta, IndexUnavailable, _could_match, check_serving
 
 # Names, courts and case numbers as they come: Chinese, full-width brackets, the odd space.
 texts = st.text(
@@ -226,3 +233,64 @@ def test_a_generation_in_another_format_is_never_served() -> None:
                 assert exc.reason == "index_format"
             else:
                 raise AssertionError(f"served a generation in format {meta.record_format}")
+
+
+def _codes(stored: StoredEntry) -> list[str | None]:
+    """The code of every listed party, None for a party listed without one."""
+    assert stored.entry is not None
+    return [stored.entry.subject.identifier] + [p.id_number for p in stored.entry.related_persons]
+
+
+@settings(max_examples=300, deadline=None)
+@given(stored_entries(), st.one_of(usccs(), id_numbers()), st.booleans())
+def test_the_cheap_filters_keep_every_listing_a_code_could_match(
+    stored: StoredEntry, other: str, own_code: bool
+) -> None:
+    """may_hold_code (raw bytes) never drops what may_hold_identifier (parsed body) keeps, and
+    that keeps exactly the listings with a party holding the code or holding none."""
+    codes = _codes(stored) if stored.entry is not None else []
+    probe = next((c for c in codes if c), other) if own_code else other
+    raw = encode_record(stored)
+    _, body = split_record(raw)
+    expected = stored.entry is not None and any(c is None or c == probe for c in codes)
+    assert may_hold_identifier(body, probe) == expected
+    if expected:
+        assert may_hold_code(raw, probe.encode())
+    assert decode_body(*split_record(raw), stored.entry_id) == stored
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(stored_entries(), min_size=1, max_size=6), st.data())
+def test_candidates_filtered_before_decoding_match_as_all_decoded(
+    entries: list[StoredEntry], data: st.DataObject
+) -> None:
+    """The same matches (and the same listed codes for the check-character rule) from the
+    filtered candidates as from every record the refs named, decoded."""
+    by_id = {s.entry_id: s for s in entries}
+    entry_ids = sorted(by_id)
+    raws = [encode_record(by_id[e]) for e in entry_ids]
+    listed_names = [s.entry.subject.name for s in entries if s.entry is not None] or ["某公司"]
+    listed_codes = [c for s in entries if s.entry is not None for c in _codes(s) if c]
+    subjects = []
+    for _ in range(3):
+        name = data.draw(st.one_of(st.sampled_from(listed_names), texts))
+        code = data.draw(
+            st.one_of(st.none(), st.sampled_from(listed_codes or ["x"]), usccs(), id_numbers())
+        )
+        if code is None or code == "x":
+            subjects.append(Subject(kind="legal_person", name=name))
+            continue
+        try:  # an 18-digit code may be either; a person's when its birth date is real
+            subjects.append(Subject(kind="natural_person", name=name, id_number=code))
+        except ValidationError:
+            subjects.append(Subject(kind="legal_person", name=name, uscc=code))
+    lookups = [(s.identifier, normalise_name(s.name)) for s in subjects]
+    wanted = [set(data.draw(st.sets(st.sampled_from(entry_ids)))) for _ in lookups]
+    found = _could_match(lookups, wanted, entry_ids, raws)
+    for subject, ids, kept in zip(subjects, wanted, found, strict=True):
+        everything = [by_id[e] for e in ids]
+        assert match_subject(subject, kept) == match_subject(subject, everything)
+        listed = {code for s in everything for code, _ in s.index_keys()[0]}
+        kept_listed = {code for s in kept for code, _ in s.index_keys()[0]}
+        assert (subject.identifier in listed) == (subject.identifier in kept_listed)
+        assert [s.entry_id for s in kept] == [e for e in ids if e in {k.entry_id for k in kept}]

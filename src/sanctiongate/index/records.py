@@ -176,9 +176,47 @@ def decode_record(raw: bytes | None, entry_id: str) -> StoredEntry | None:
     """The StoredEntry of record ``raw`` (stored under ``entry_id``), or None for no record."""
     if not raw:
         return None
+    version, body = split_record(raw)
+    return decode_body(version, body, entry_id)
+
+
+def split_record(raw: bytes) -> tuple[bytes, list[Any]]:
+    """A (non-empty) record's version and its parsed body, before any model is built: a reader
+    can look at the body (:func:`may_hold_identifier`) and build only what it needs."""
     version, _, rest = raw.partition(b"|")
-    _, _, body = rest.partition(b"|")
-    source, seconds, entry, removal, *tail = orjson.loads(body)
+    return version, orjson.loads(rest.partition(b"|")[2])
+
+
+def may_hold_code(raw: bytes, identifier: bytes) -> bool:
+    """False only when record ``raw`` surely lists no party with code ``identifier`` nor any
+    party without a code. Codes are plain ASCII in the JSON, and a party without one ends in a
+    null code, ``[kind, name, null]`` / ``[role, name, null]`` or ``[kind, name, null, "role"]``
+    (orjson writes no spaces; other nulls, an open end date or a naive time, are followed by a
+    number). Text found proves nothing: parse the body and ask :func:`may_hold_identifier`."""
+    return identifier in raw or b",null]" in raw or b',null,"' in raw
+
+
+def may_hold_identifier(body: list[Any], identifier: str) -> bool:
+    """Whether a check of a subject carrying ``identifier`` could match this listing at all:
+    some listed party has that code, or has no code (then its name may match, SPEC §4). A
+    listing whose parties all carry other codes cannot match such a subject in any way, so
+    its models need not be built. A superset of what matches: matching decides the rest."""
+    entry = body[2]
+    if not entry:
+        return False  # a remove that never saw an upsert: nothing to match
+    listed = entry[2][2]
+    if not listed or listed == identifier:
+        return True
+    if len(entry) > 8:
+        for person in entry[8]:
+            if not person[2] or person[2] == identifier:
+                return True
+    return False
+
+
+def decode_body(version: bytes, body: list[Any], entry_id: str) -> StoredEntry:
+    """The StoredEntry of a record split by :func:`split_record`."""
+    source, seconds, entry, removal, *tail = body
     offset_s = tail[0] if tail else _CST_OFFSET
     since_epoch = timedelta(seconds=seconds, microseconds=tail[1] if len(tail) > 1 else 0)
     if offset_s is None:

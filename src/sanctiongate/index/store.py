@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -43,7 +44,17 @@ from .layout import (
     role_code,
     unpack_refs,
 )
-from .records import RECORD_FORMAT, count_code, count_key, decode_record, encode_record
+from .records import (
+    RECORD_FORMAT,
+    count_code,
+    count_key,
+    decode_body,
+    decode_record,
+    encode_record,
+    may_hold_code,
+    may_hold_identifier,
+    split_record,
+)
 
 _CAS_ENTRY = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -97,11 +108,18 @@ for i = 1, #KEYS do found[i] = redis.call('HGET', KEYS[i], ARGV[i]) end
 return found
 """
 
-# Standalone Redis only: the meta hash (KEYS[1], flat field/value list) then the field ARGV[i]
-# of KEYS[i] for every other key, in one command.
-_READ_META_AND_FIELDS = """
-local found = {redis.call('HGETALL', KEYS[1])}
-for i = 2, #KEYS do found[i] = redis.call('HGET', KEYS[i], ARGV[i - 1]) end
+# Standalone Redis only: the keys and fields of a candidate read, ARGV[1] = JSON
+# [[key, …], [field, …]], the field of each key (false where absent), after the meta hash's
+# flat field/value list when KEYS[1] (the meta) is given. One argument, not two per read: redis-py
+# packs every argument of a command with a copy of the buffer so far (up to 6 kB), which cost
+# a tenth of a decision's CPU for the ~4 arguments per subject. The keys are not declared, so
+# never on a Cluster (there ``per_slot`` reads key by key).
+_READ_JOINED = """
+local keys, fields = unpack(cjson.decode(ARGV[1]))
+local found = {}
+if KEYS[1] then found[1] = redis.call('HGETALL', KEYS[1]) end
+local base = #found
+for i = 1, #keys do found[base + i] = redis.call('HGET', keys[i], fields[i]) end
 return found
 """
 
@@ -329,7 +347,7 @@ class SanctionIndex:
         self._read_records = redis.register_script(_READ_RECORDS)
         self._apply_batch = redis.register_script(_APPLY_BATCH)
         self._read_batch = redis.register_script(_READ_BATCH)
-        self._read_meta_and_fields = redis.register_script(_READ_META_AND_FIELDS)
+        self._read_joined = redis.register_script(_READ_JOINED)
         self._sum_counts = redis.register_script(_SUM_COUNTS)
         self._note_newest = redis.register_script(_NOTE_NEWEST)
 
@@ -593,7 +611,9 @@ class SanctionIndex:
     async def candidates(
         self, gen: str, lookups: Sequence[tuple[str | None, str]]
     ) -> tuple[IndexMeta, list[list[StoredEntry]]]:
-        """For each (identifier or None, normalised name): the entries found under either key.
+        """For each (identifier or None, normalised name): the entries found under either key
+        that could match it (with an identifier: those listing a party with that code or one
+        without a code; see :func:`_could_match`).
 
         Two reads for any number of subjects (on a single Redis, scripts of 2,000 keys each),
         each with the meta: a read that straddles a generation switch or a wipe is refused,
@@ -617,10 +637,7 @@ class SanctionIndex:
             [layout.entries(gen, e) for e in entry_ids], entry_ids
         )
         self._serving(raw_meta, gen)
-        records = {
-            e: s for e, s in zip(entry_ids, map(decode_record, raws, entry_ids), strict=True) if s
-        }
-        return meta, [[records[e] for e in ids if e in records] for ids in wanted]
+        return meta, _could_match(lookups, wanted, entry_ids, raws)
 
     def _serving(self, raw_meta: dict[bytes, bytes], gen: str) -> IndexMeta:
         meta = _meta_from(raw_meta)
@@ -644,12 +661,13 @@ class SanctionIndex:
             pipe.hgetall(self.layout.meta)
             *values, raw_meta = await pipe.execute()
             return raw_meta, values
-        await self._read_meta_and_fields(
-            keys=[self.layout.meta, *keys[:_SCRIPT_CHUNK]], args=fields[:_SCRIPT_CHUNK], client=pipe
-        )
-        for start in range(_SCRIPT_CHUNK, len(keys), _SCRIPT_CHUNK):
+        for start in range(0, max(len(keys), 1), _SCRIPT_CHUNK):
             chunk = slice(start, start + _SCRIPT_CHUNK)
-            await self._read_records(keys=keys[chunk], args=fields[chunk], client=pipe)
+            await self._read_joined(
+                keys=[self.layout.meta] if start == 0 else [],
+                args=[orjson.dumps([keys[chunk], fields[chunk]])],
+                client=pipe,
+            )
         first, *rest = await pipe.execute()
         flat, *values = first
         values += [value for chunk in rest for value in chunk]
@@ -772,10 +790,56 @@ def wanted_entry_ids(
     for identifier, _ in lookups:
         ids: set[str] = set()
         for _ in range(2 if identifier else 1):
-            ids.update(entry_id for entry_id, _ in unpack_refs(refs[position]))
+            if raw := refs[position]:
+                # The entry ids of unpack_refs, without mapping the roles (not needed here).
+                text = raw.decode() if isinstance(raw, bytes) else raw
+                ids.update([ref.partition(ROLE_SEPARATOR)[0] for ref in text.split(REF_SEPARATOR)])
             position += 1
         wanted.append(ids)
     return wanted
+
+
+def _could_match(
+    lookups: Sequence[tuple[str | None, str]],
+    wanted: list[set[str]],
+    entry_ids: list[str],
+    raws: list[bytes | None],
+) -> list[list[StoredEntry]]:
+    """Per lookup, the stored entries (of ``wanted``) that could match it.
+
+    Most records read for a subject with a code came through its name only and list parties
+    that all carry other codes: they can match in no way, so no model is built for them, and
+    most are not even parsed (:func:`may_hold_code`, then :func:`may_hold_identifier`). Each
+    record is parsed and built at most once, however many lookups want it.
+    """
+    raw_of = {e: raw for e, raw in zip(entry_ids, raws, strict=True) if raw}
+    bodies: dict[str, tuple[bytes, list[Any]]] = {}
+    built: dict[str, StoredEntry] = {}
+
+    def body(entry_id: str) -> tuple[bytes, list[Any]]:
+        split = bodies.get(entry_id)
+        if split is None:
+            split = bodies[entry_id] = split_record(raw_of[entry_id])
+        return split
+
+    found: list[list[StoredEntry]] = []
+    for (identifier, _), ids in zip(lookups, wanted, strict=True):
+        code = identifier.encode() if identifier else b""
+        entries = []
+        for entry_id in ids:  # the order as ever (the set's)
+            raw = raw_of.get(entry_id)
+            if raw is None:
+                continue
+            if identifier and not (
+                may_hold_code(raw, code) and may_hold_identifier(body(entry_id)[1], identifier)
+            ):
+                continue
+            stored = built.get(entry_id)
+            if stored is None:
+                stored = built[entry_id] = decode_body(*body(entry_id), entry_id)
+            entries.append(stored)
+        found.append(entries)
+    return found
 
 
 def check_serving(meta: IndexMeta, during_rebuild: bool = False) -> None:
