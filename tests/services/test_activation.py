@@ -26,27 +26,15 @@ from sanctiongate.topics import ensure_topics
 from tests.conftest import Services
 from tests.ids import uscc
 
+from .conftest import list_change
+
 pytestmark = pytest.mark.services
 
 
 def upsert(entry_id: str, code: str, effective_from: str) -> ListChange:
+    subject = {"kind": "legal_person", "name": "示例建设有限公司", "uscc": code}
     return ListChange.model_validate(
-        {
-            "schema": "list_change/v1",
-            "op": "upsert",
-            "entry_id": entry_id,
-            "version": 1,
-            "event_time": datetime.now(UTC).isoformat(),
-            "source": "court:test",
-            "entry": {
-                "list_type": "dishonest_judgment_debtor",
-                "polarity": "black",
-                "subject": {"kind": "legal_person", "name": "示例建设有限公司", "uscc": code},
-                "authority": "某中级人民法院",
-                "basis": "（2026）示执9号",
-                "effective_from": effective_from,
-            },
-        }
+        list_change(entry_id, 1, subject=subject, effective_from=effective_from)
     )
 
 

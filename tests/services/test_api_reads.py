@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
@@ -21,29 +20,16 @@ from sanctiongate.index.store import GenerationChanged, new_generation
 from tests.conftest import Services
 from tests.ids import id_number, uscc
 
+from .conftest import list_change
+
 pytestmark = pytest.mark.services
 
 
 def upsert(entry_id: str, code: str, name: str, rep: str | None) -> ListChange:
     related = [{"role": "legal_representative", "name": "王某", "id_number": rep}] if rep else []
+    subject = {"kind": "legal_person", "name": name, "uscc": code}
     return ListChange.model_validate(
-        {
-            "schema": "list_change/v1",
-            "op": "upsert",
-            "entry_id": entry_id,
-            "version": 1,
-            "event_time": datetime.now(UTC).isoformat(),
-            "source": "court:test",
-            "entry": {
-                "list_type": "dishonest_judgment_debtor",
-                "polarity": "black",
-                "subject": {"kind": "legal_person", "name": name, "uscc": code},
-                "related_persons": related,
-                "authority": "某法院",
-                "basis": "（2024）某执1号",
-                "effective_from": "2024-01-01",
-            },
-        }
+        list_change(entry_id, 1, subject=subject, related_persons=related)
     )
 
 
