@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from sanctiongate.devstack import run_stack, stop_child
 from sanctiongate.domain.identifiers import (
     USCC_ALPHABET,
     resident_id_check_char,
@@ -26,7 +27,6 @@ from sanctiongate.domain.identifiers import (
 from sanctiongate.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-STACK = REPO / "deploy" / "stack.sh"
 RUN_DIR = REPO / ".run" / "bench"
 KAFKA_PORT = int(os.environ.get("SANCTIONGATE_BENCH_KAFKA_PORT", "49092"))
 REDIS_PORT = int(os.environ.get("SANCTIONGATE_BENCH_REDIS_PORT", "46379"))
@@ -183,14 +183,7 @@ def _port_open(port: int) -> bool:
 
 
 def _stack(command: str) -> None:
-    env = {
-        **os.environ,
-        "SANCTIONGATE_RUN_DIR": str(RUN_DIR),
-        "SANCTIONGATE_KAFKA_PORT": str(KAFKA_PORT),
-        "SANCTIONGATE_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
-        "SANCTIONGATE_REDIS_PORT": str(REDIS_PORT),
-    }
-    subprocess.run(["bash", str(STACK), command], check=True, env=env, timeout=600)
+    run_stack(command, RUN_DIR, KAFKA_PORT, REDIS_PORT, timeout=600)
 
 
 def start_stack() -> bool:
@@ -303,13 +296,7 @@ class Worker:
         raise RuntimeError(f"worker not ready in {timeout}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_child(self.proc, grace=60)
         self._log.close()
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from sanctiongate.devstack import run_stack, stop_child
+
 REPO = Path(__file__).resolve().parents[1]
-STACK = REPO / "deploy" / "stack.sh"
 RUN_DIR = REPO / ".run" / "test"
 KAFKA_PORT = int(os.environ.get("SANCTIONGATE_TEST_KAFKA_PORT", "19092"))
 REDIS_PORT = int(os.environ.get("SANCTIONGATE_TEST_REDIS_PORT", "16379"))
@@ -52,14 +53,7 @@ class Services:
 
 
 def _stack(command: str) -> None:
-    env = {
-        **os.environ,
-        "SANCTIONGATE_RUN_DIR": str(RUN_DIR),
-        "SANCTIONGATE_KAFKA_PORT": str(KAFKA_PORT),
-        "SANCTIONGATE_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
-        "SANCTIONGATE_REDIS_PORT": str(REDIS_PORT),
-    }
-    subprocess.run(["bash", str(STACK), command], check=True, env=env, timeout=600)
+    run_stack(command, RUN_DIR, KAFKA_PORT, REDIS_PORT, timeout=600)
 
 
 @pytest.fixture(scope="session")
@@ -90,16 +84,7 @@ class Process:
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc.poll() is None:
-            if kill:
-                self.proc.kill()
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_child(self.proc, kill)
         self._log.close()
 
 

@@ -56,16 +56,46 @@ async def publish_file(settings: Settings, path: Path, topic: str | None = None)
     return count
 
 
-def _stack_env(settings: Settings) -> dict[str, str]:
-    kafka_port = settings.kafka_bootstrap.rsplit(":", 1)[-1]
-    redis_port = settings.redis_url.rsplit(":", 1)[-1].split("/")[0]
-    return {
+def run_stack(
+    command: str,
+    run_dir: Path,
+    kafka_port: int,
+    redis_port: int,
+    check: bool = True,
+    timeout: float | None = None,
+) -> None:
+    """``deploy/stack.sh COMMAND`` (start | stop) for a broker on ``kafka_port`` (its controller
+    on the next port) and Redis on ``redis_port``, with their files under ``run_dir``. Used by
+    ``sanctiongate up``/``down``, the test session and the benchmarks alike."""
+    env = {
         **os.environ,
-        "SANCTIONGATE_RUN_DIR": str(settings.run_dir.resolve()),
-        "SANCTIONGATE_KAFKA_PORT": kafka_port,
-        "SANCTIONGATE_KAFKA_CONTROLLER_PORT": str(int(kafka_port) + 1),
-        "SANCTIONGATE_REDIS_PORT": redis_port,
+        "SANCTIONGATE_RUN_DIR": str(run_dir),
+        "SANCTIONGATE_KAFKA_PORT": str(kafka_port),
+        "SANCTIONGATE_KAFKA_CONTROLLER_PORT": str(kafka_port + 1),
+        "SANCTIONGATE_REDIS_PORT": str(redis_port),
     }
+    subprocess.run(["bash", str(STACK), command], check=check, env=env, timeout=timeout)
+
+
+def stop_child(proc: subprocess.Popen, kill: bool = False, grace: float = 30) -> None:
+    """SIGTERM (or SIGKILL) a child process and reap it; SIGKILL if it outlives ``grace`` s."""
+    if proc.poll() is not None:
+        return
+    if kill:
+        proc.kill()
+    else:
+        proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def _settings_stack(command: str, settings: Settings, check: bool) -> None:
+    kafka_port = int(settings.kafka_bootstrap.rsplit(":", 1)[-1])
+    redis_port = int(settings.redis_url.rsplit(":", 1)[-1].split("/")[0])
+    run_stack(command, settings.run_dir.resolve(), kafka_port, redis_port, check=check)
 
 
 def _spawn(settings: Settings, name: str, args: list[str]) -> int:
@@ -145,7 +175,7 @@ def development_key(settings: Settings) -> Path:
 
 
 def up(settings: Settings, foreground: bool = False) -> int:
-    subprocess.run(["bash", str(STACK), "start"], check=True, env=_stack_env(settings))
+    _settings_stack("start", settings, check=True)
     created = asyncio.run(ensure_topics(settings))
     if created:
         print("topics created:", ", ".join(created))
@@ -199,5 +229,5 @@ def down(settings: Settings) -> int:
                 os.kill(pid, signal.SIGKILL)
             print(f"{name}: stopped")
         pid_file.unlink(missing_ok=True)
-    subprocess.run(["bash", str(STACK), "stop"], check=False, env=_stack_env(settings))
+    _settings_stack("stop", settings, check=False)
     return 0

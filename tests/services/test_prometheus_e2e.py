@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from sanctiongate.devstack import stop_child
 from tests.conftest import RUN_DIR, Process, eventually, free_port, wait_http
 from tests.ids import id_number, uscc
 
@@ -77,12 +78,7 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else 0.0
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_child(self.proc)
         self._log.close()
 
 
