@@ -39,6 +39,7 @@ from ..domain.models import (
 )
 from ..heap import tune_collector
 from ..index import IndexUnavailable, Layout, SanctionIndex
+from ..index.client import LeanRedis
 from ..index.ledger import Ledger
 from ..keys import ApiKey, KeyStore
 from ..settings import Settings, get_settings
@@ -56,7 +57,6 @@ from .errors import (
     validation_response,
 )
 from .idempotency import Idempotency, fingerprint
-from .redis_client import LeanRedis
 from .schemas import (
     FeedbackAccepted,
     FeedbackRequest,

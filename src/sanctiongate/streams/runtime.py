@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from ..checks import Checker
 from ..domain.models import RejectionError
 from ..index import Layout, SanctionIndex
+from ..index.client import LeanRedis
 from ..settings import Settings
 from .deadletter import DEAD_LETTER_MAX_BYTES, count_rejected, encode, rejected_record
 
@@ -35,7 +36,7 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        redis = LeanRedis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         index = SanctionIndex(
             redis, Layout(prefix=settings.index_prefix), settings.serve_during_rebuild
         )

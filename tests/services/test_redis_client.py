@@ -1,4 +1,4 @@
-"""The API's Redis client (api/redis_client.py) against a real Redis: the same bytes on the
+"""The Redis client of API and workers (index/client.py) against a real Redis: the same bytes on the
 wire as redis-py's own packer, one SCRIPT EXISTS per client instead of one per pipeline, and
 scripts that Redis lost (SCRIPT FLUSH, a restart) loaded again without running anything twice.
 """
@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection
 
-from sanctiongate.api.redis_client import LeanCommands, LeanRedis
+from sanctiongate.index.client import LeanCommands, LeanRedis
 from tests.conftest import Services
 
 

@@ -1,4 +1,5 @@
-"""The API's Redis client: three per-command costs of redis-py's asyncio client removed.
+"""The Redis client of API processes and workers: three per-command costs of redis-py's asyncio
+client removed.
 
 - Packing: redis-py's synchronous client packs commands with hiredis (C) when installed; its
   asyncio connection packs in Python, which for a read of thousands of keys (a batch check)
