@@ -232,7 +232,9 @@ async def test_every_multi_key_operation_stays_in_one_slot(
         await index.counts(gen)
         await index.load_catalogue(gen)
         await index.delete_measures(gen, ["SLOT-1"])
-        await index.due_activations(gen, now.timestamp() + 3 * 86400)
+        await index.settle_activations(
+            await index.due_activations(gen, now.timestamp() + 3 * 86400)
+        )
         await index.drop_generation(gen)
     finally:
         await redis.delete(index.layout.meta)
@@ -250,4 +252,4 @@ async def test_every_multi_key_operation_stays_in_one_slot(
             keys = keys_of(command)
             scripts += str(command[0]).upper() == "EVALSHA"
             assert len({key_slot(k) for k in keys}) <= 1, f"spans slots: {command[:4]}"
-    assert scripts >= 100 and transactions >= 2, (scripts, transactions)
+    assert scripts >= 100 and transactions >= 1, (scripts, transactions)  # switch_generation

@@ -40,20 +40,42 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return redis.call('ZREM', KEYS[4], ARGV[1])
 """
 
-# Claiming moves a due item to the overdue set in one step, so of several workers exactly
-# one raises its alert.
+# Claiming leases due items: their score moves to the lease's end, so no other claim takes
+# them meanwhile. Settling (after the alerts are on the broker) moves each still held under
+# that lease to the overdue set. A worker that dies in between loses nothing: the lease ends,
+# the items are due again, and the next claim raises their alerts (same alert ids, so an alert
+# published before the crash is not raised twice). KEYS: due, info. ARGV: now, limit, lease end.
 _CLAIM_OVERDUE = """
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local out = {}
 for _, member in ipairs(items) do
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('ZADD', KEYS[3], ARGV[1], member)
+  redis.call('ZADD', KEYS[1], ARGV[3], member)
   table.insert(out, member)
   table.insert(out, redis.call('HGET', KEYS[2], member) or '')
-  redis.call('HDEL', KEYS[2], member)
 end
 return out
 """
+
+# KEYS: due, info, overdue. ARGV: lease end, claim time, members. A member whose feedback came
+# meanwhile has left ``due``; one claimed again under a later lease is that claim's to settle.
+_SETTLE_OVERDUE = """
+local lease = tonumber(ARGV[1])
+local settled = 0
+for i = 3, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == lease then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    redis.call('ZADD', KEYS[3], ARGV[2], ARGV[i])
+    settled = settled + 1
+  end
+end
+return settled
+"""
+
+# How long a claimed item stays invisible to other claims: far longer than publishing a burst
+# of alerts takes, short enough that a crashed worker's alerts are raised within a minute.
+CLAIM_LEASE_SECONDS = 60.0
 
 # Standalone Redis only (keys of many slots): the look-back approvals of many subjects in one
 # command, not one command each (redis-py spends ~25 µs of client CPU per command).
@@ -103,6 +125,14 @@ class OverdueFeedback:
     decided_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class OverdueClaim:
+    claimed_at: float
+    lease_until: float
+    members: list[str]  # every member leased, with or without its info
+    items: list[OverdueFeedback]  # those an alert can be raised for
+
+
 def _member(department: str, request_id: str) -> str:
     return f"{department}{ROLE_SEPARATOR}{request_id}"
 
@@ -129,6 +159,7 @@ class Ledger:
         self._register_due = redis.register_script(_REGISTER_DUE)
         self._feedback_received = redis.register_script(_FEEDBACK_RECEIVED)
         self._claim_overdue = redis.register_script(_CLAIM_OVERDUE)
+        self._settle_overdue = redis.register_script(_SETTLE_OVERDUE)
         self._approvals_since = redis.register_script(_APPROVALS_SINCE)
         self._keep_first_decisions = redis.register_script(_KEEP_FIRST_DECISIONS)
 
@@ -302,18 +333,22 @@ class Ledger:
             queued = True
         return sum(await pipe.execute()) if queued else 0
 
-    async def claim_overdue(self, now: float, limit: int = 500) -> list[OverdueFeedback]:
+    async def claim_overdue(self, now: float, limit: int = 500) -> OverdueClaim:
+        """Lease up to ``limit`` decisions past their SLA; :meth:`settle_overdue` once their
+        alerts are published (until then, or if that never happens, they are due again when
+        the lease ends)."""
+        lease_until = now + CLAIM_LEASE_SECONDS
         reply = await self._claim_overdue(
-            keys=[self.layout.feedback(p) for p in ("due", "info", "overdue")],
-            args=[now, limit],
+            keys=[self.layout.feedback(p) for p in ("due", "info")],
+            args=[now, limit, lease_until],
         )
-        claimed = []
-        for member, raw in zip(reply[0::2], reply[1::2], strict=True):
-            department, _, request_id = member.decode().partition(ROLE_SEPARATOR)
+        claim = OverdueClaim(now, lease_until, [m.decode() for m in reply[0::2]], [])
+        for member, raw in zip(claim.members, reply[1::2], strict=True):
             if not raw:
-                continue
+                continue  # its info is gone: nothing to say in an alert; settled all the same
+            department, _, request_id = member.partition(ROLE_SEPARATOR)
             info = orjson.loads(raw)
-            claimed.append(
+            claim.items.append(
                 OverdueFeedback(
                     department=department,
                     request_id=request_id,
@@ -322,7 +357,19 @@ class Ledger:
                     decided_at=datetime.fromisoformat(info["decided_at"]),
                 )
             )
-        return claimed
+        return claim
+
+    async def settle_overdue(self, claim: OverdueClaim) -> int:
+        """The claimed decisions whose alerts are out join the overdue set; returns how many
+        (fewer when feedback arrived meanwhile or a later claim took some over)."""
+        if not claim.members:
+            return 0
+        return int(
+            await self._settle_overdue(
+                keys=[self.layout.feedback(p) for p in ("due", "info", "overdue")],
+                args=[claim.lease_until, claim.claimed_at, *claim.members],
+            )
+        )
 
     async def overdue_count(self, now: float) -> int:
         """Decisions past their SLA without feedback; forgets what is older than a decision's

@@ -44,6 +44,7 @@ from .layout import (
     role_code,
     unpack_refs,
 )
+from .ledger import CLAIM_LEASE_SECONDS
 from .records import (
     RECORD_FORMAT,
     count_code,
@@ -99,6 +100,23 @@ if current and current >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'newest_event_us', ARGV[1], 'newest_event_time', ARGV[2])
 return 1
 """
+
+# Activations are leased like overdue feedback (.ledger): claimed by moving their score to the
+# lease's end, forgotten once compared unless rescheduled meanwhile. KEYS[1]: activations.
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], member) end
+return due
+"""
+_SETTLE_DUE = """
+local lease = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == lease then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return 0
+"""
+_ACTIVATION_CLAIM_LIMIT = 10_000
 
 _SCRIPT_CHUNK = 2_000  # keys per read script: a 10,000-subject batch never holds Redis long
 
@@ -293,6 +311,13 @@ class IndexMeta:
         return {k[2:]: orjson.loads(v) for k, v in self.fields.items() if k.startswith("w:")}
 
 
+@dataclass(frozen=True, slots=True)
+class ActivationClaim:
+    gen: str
+    lease_until: float
+    entry_ids: list[str]
+
+
 @dataclass(slots=True)
 class AppliedChange:
     change: ListChange
@@ -350,6 +375,8 @@ class SanctionIndex:
         self._read_joined = redis.register_script(_READ_JOINED)
         self._sum_counts = redis.register_script(_SUM_COUNTS)
         self._note_newest = redis.register_script(_NOTE_NEWEST)
+        self._claim_due = redis.register_script(_CLAIM_DUE)
+        self._settle_due = redis.register_script(_SETTLE_DUE)
 
     # --- meta --------------------------------------------------------------------------------
 
@@ -598,13 +625,24 @@ class SanctionIndex:
             # skipping the no-op ZREM saves one command per new listing on the hot path.
             pipe.zrem(key, stored.entry_id)
 
-    async def due_activations(self, gen: str, now: float) -> list[str]:
-        key = self.layout.activations(gen)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zrangebyscore(key, "-inf", now)
-        pipe.zremrangebyscore(key, "-inf", now)
-        due, _ = await pipe.execute()
-        return [d.decode() for d in due]
+    async def due_activations(self, gen: str, now: float) -> ActivationClaim:
+        """Lease the listings whose start has come (see :data:`.ledger.CLAIM_LEASE_SECONDS`):
+        :meth:`settle_activations` once they are compared; if that never happens (the worker
+        died), they are due again when the lease ends and another tick compares them."""
+        lease_until = now + CLAIM_LEASE_SECONDS
+        due = await self._claim_due(
+            keys=[self.layout.activations(gen)], args=[now, _ACTIVATION_CLAIM_LIMIT, lease_until]
+        )
+        return ActivationClaim(gen, lease_until, [d.decode() for d in due])
+
+    async def settle_activations(self, claim: ActivationClaim) -> None:
+        """Forget the claimed activations, except those rescheduled meanwhile (a new version
+        with a later start keeps its own score)."""
+        if claim.entry_ids:
+            await self._settle_due(
+                keys=[self.layout.activations(claim.gen)],
+                args=[claim.lease_until, *claim.entry_ids],
+            )
 
     # --- reads -------------------------------------------------------------------------------
 

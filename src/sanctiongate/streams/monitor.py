@@ -146,15 +146,18 @@ class Monitor:
             return  # a rebuild is under way; the timer comes back
         now = self.clock().timestamp()
         await self._overdue(now)
-        due = await self.runtime.index.due_activations(meta.gen, now)
-        if due:
-            found = await self.runtime.index.entries(meta.gen, due)
+        claim = await self.runtime.index.due_activations(meta.gen, now)
+        if claim.entry_ids:
+            found = await self.runtime.index.entries(meta.gen, claim.entry_ids)
             await self.retroactive.on_activated(list(found.values()))
+            await self.runtime.index.settle_activations(claim)
 
     async def _overdue(self, now: float) -> None:
+        """Alerts for the decisions past their SLA: claimed (leased), published, then settled,
+        so a worker dying in between delays an alert, never loses it."""
         sla = self.ledger.feedback_sla_seconds
         raised_at = datetime.fromtimestamp(now, UTC)
-        while claimed := await self.ledger.claim_overdue(now):
+        while (claim := await self.ledger.claim_overdue(now)).members:
             await raise_alerts(
                 self.runtime,
                 self.ledger,
@@ -168,7 +171,8 @@ class Monitor:
                         sla,
                         raised_at,
                     )
-                    for c in claimed
+                    for c in claim.items
                 ],
             )
+            await self.ledger.settle_overdue(claim)
         metrics.feedback_overdue.set(await self.ledger.overdue_count(now))
