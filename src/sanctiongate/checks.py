@@ -251,6 +251,7 @@ class Checker:
             },
         )
 
+
 def decision_from(
     subjects: Sequence[Subject],
     assessments: Sequence[SubjectAssessment],
