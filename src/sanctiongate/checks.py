@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -235,12 +236,7 @@ class Checker:
                         BatchResult,
                         {
                             "index": i,
-                            "role": s.role,
-                            "kind": s.kind,
-                            "name": s.name,
-                            "identifier": s.masked_identifier,
-                            "decision": a.decision,
-                            "hits": a.hits,
+                            **_result_of(s, a),
                             "incentives": combined_incentives([a]) if a.incentives else [],
                         },
                     )
@@ -277,23 +273,25 @@ def decision_from(
             "decision": strongest(a.decision for a in assessments),
             "incentives": combined_incentives(assessments),
             "subjects": [
-                assembled(
-                    SubjectResult,
-                    {
-                        "role": s.role,
-                        "kind": s.kind,
-                        "name": s.name,
-                        "identifier": s.masked_identifier,
-                        "decision": a.decision,
-                        "hits": a.hits,
-                    },
-                )
+                assembled(SubjectResult, _result_of(s, a))
                 for s, a in zip(subjects, assessments, strict=True)
             ],
             "as_of": snapshot,
             "decided_at": now,
         },
     )
+
+
+def _result_of(subject: Subject, assessment: SubjectAssessment) -> dict[str, Any]:
+    """A subject's result (SubjectResult's fields, in order; BatchResult's middle ones)."""
+    return {
+        "role": subject.role,
+        "kind": subject.kind,
+        "name": subject.name,
+        "identifier": subject.masked_identifier,
+        "decision": assessment.decision,
+        "hits": assessment.hits,
+    }
 
 
 def new_request_id() -> str:

@@ -15,8 +15,11 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from sanctiongate.index.ledger import Ledger
+from sanctiongate.index.store import new_generation
 from sanctiongate.keys import KeyStore
 from sanctiongate.settings import Settings
+from sanctiongate.streams.runtime import Runtime
 from sanctiongate.topics import ensure_topics
 from tests.conftest import RUN_DIR, Process, Services, free_port, wait_http
 
@@ -156,3 +159,38 @@ async def send(
 
 
 __all__ = ["Stack", "json", "list_change", "os", "send"]
+
+
+@pytest_asyncio.fixture
+async def runtime(services: Services) -> AsyncIterator[Runtime]:
+    """A worker's Runtime of the test's own (index prefix and alert, decision and dead-letter
+    topics), started, serving an empty generation: for driving agents and timers in-process."""
+    ns = uuid.uuid4().hex[:8]
+    settings = Settings(
+        _env_file=None,
+        kafka_bootstrap=services.kafka,
+        redis_url=services.redis_url,
+        index_prefix=f"rt{ns}",
+        topic_alerts=f"rt{ns}.sanction.alerts",
+        topic_rejected=f"rt{ns}.sanction.rejected",
+        topic_decisions=f"rt{ns}.sanction.decisions",
+    )
+    await ensure_topics(settings)
+    started = Runtime.create(settings)
+    await started.start()
+    try:
+        await started.index.switch_generation(new_generation(), {})
+        yield started
+    finally:
+        await started.stop()
+
+
+def ledger_of(runtime: Runtime, feedback_sla_seconds: float = 86400) -> Ledger:
+    """The monitoring ledger of :func:`runtime`'s index, as a worker configures it."""
+    return Ledger(
+        runtime.redis,
+        runtime.index.layout,
+        lookback_seconds=365 * 86400,
+        feedback_sla_seconds=feedback_sla_seconds,
+        decision_ttl_seconds=7 * 86400,
+    )

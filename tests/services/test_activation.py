@@ -18,15 +18,13 @@ from sanctiongate.domain.decisions import CHINA_STANDARD_TIME, today_in_china
 from sanctiongate.domain.models import ListChange
 from sanctiongate.domain.monitoring import Approval
 from sanctiongate.index.ledger import Ledger
-from sanctiongate.index.store import new_generation
+from sanctiongate.index.store import ApplyResult
 from sanctiongate.settings import Settings
 from sanctiongate.streams.monitor import Monitor, RetroactiveComparison
 from sanctiongate.streams.runtime import Runtime
-from sanctiongate.topics import ensure_topics
-from tests.conftest import Services
 from tests.ids import uscc
 
-from .conftest import list_change
+from .conftest import ledger_of, list_change
 
 pytestmark = pytest.mark.services
 
@@ -53,65 +51,50 @@ async def alerts_on(settings: Settings) -> list[dict]:
         await consumer.stop()
 
 
-async def test_listing_starting_later_alerts_when_it_starts(services: Services) -> None:
-    ns = uuid.uuid4().hex[:8]
-    settings = Settings(
-        _env_file=None,
-        kafka_bootstrap=services.kafka,
-        redis_url=services.redis_url,
-        index_prefix=f"act{ns}",
-        topic_alerts=f"t{ns}.sanction.alerts",
-        topic_rejected=f"t{ns}.sanction.rejected",
-        topic_decisions=f"t{ns}.sanction.decisions",
+async def listed_from_tomorrow(
+    runtime: Runtime, ledger: Ledger, request_id: str
+) -> tuple[ListChange, ApplyResult, datetime]:
+    """A subject approved 30 days ago (``request_id``) and a black listing of it that starts
+    tomorrow in China, applied: the listing, the apply result, the moment it starts."""
+    code = uscc()
+    approved_at = datetime.now(UTC) - timedelta(days=30)
+    await ledger.record_approvals(
+        [(code, Approval(request_id, "fj-land", "land_transfer", approved_at))]
     )
-    await ensure_topics(settings)
-    runtime = Runtime.create(settings)
-    await runtime.start()
-    try:
-        gen = new_generation()
-        await runtime.index.switch_generation(gen, {})
-        ledger = Ledger(
-            runtime.redis,
-            runtime.index.layout,
-            lookback_seconds=365 * 86400,
-            feedback_sla_seconds=86400,
-            decision_ttl_seconds=86400,
-        )
-        code = uscc()
-        approved_at = datetime.now(UTC) - timedelta(days=30)
-        await ledger.record_approvals(
-            [(code, Approval("req-act-1", "fj-land", "land_transfer", approved_at))]
-        )
-        tomorrow = today_in_china(datetime.now(UTC)) + timedelta(days=1)
-        starts = datetime.combine(tomorrow, datetime.min.time(), CHINA_STANDARD_TIME)
+    tomorrow = today_in_china(datetime.now(UTC)) + timedelta(days=1)
+    starts = datetime.combine(tomorrow, datetime.min.time(), CHINA_STANDARD_TIME)
+    listing = upsert(f"act-{uuid.uuid4().hex[:8]}", code, tomorrow.isoformat())
+    meta = await runtime.index.read_meta()
+    assert meta.gen is not None
+    return listing, await runtime.index.apply_changes(meta.gen, [listing]), starts
 
-        today_view = RetroactiveComparison(runtime, ledger)
-        result = await runtime.index.apply_changes(
-            gen, [upsert(f"act-{ns}", code, tomorrow.isoformat())]
-        )
-        await today_view.on_applied(result)  # not active today: nothing yet
 
-        def just_before() -> datetime:
-            return starts - timedelta(seconds=1)
+async def test_listing_starting_later_alerts_when_it_starts(runtime: Runtime) -> None:
+    settings = runtime.settings
+    ledger = ledger_of(runtime)
+    listing, result, starts = await listed_from_tomorrow(runtime, ledger, "req-act-1")
+    await RetroactiveComparison(runtime, ledger).on_applied(result)  # not active today: nothing
 
-        def just_after() -> datetime:
-            return starts + timedelta(seconds=1)
+    def just_before() -> datetime:
+        return starts - timedelta(seconds=1)
 
-        early = Monitor(
-            runtime, ledger, RetroactiveComparison(runtime, ledger, just_before), just_before
-        )
-        await early.tick()
-        assert not await alerts_on(settings)
+    def just_after() -> datetime:
+        return starts + timedelta(seconds=1)
 
-        monitor = Monitor(
-            runtime, ledger, RetroactiveComparison(runtime, ledger, just_after), just_after
-        )
-        await monitor.tick()
-        await monitor.tick()  # the activation is consumed: no second alert
-        await asyncio.sleep(0.2)
-        [alert] = await alerts_on(settings)
-        assert alert["type"] == "retroactive_hit" and alert["entry_id"] == f"act-{ns}"
-        assert alert["request_id"] == "req-act-1" and alert["department"] == "fj-land"
-        assert alert["subject"]["identifier"] == code
-    finally:
-        await runtime.stop()
+    early = Monitor(
+        runtime, ledger, RetroactiveComparison(runtime, ledger, just_before), just_before
+    )
+    await early.tick()
+    assert not await alerts_on(settings)
+
+    monitor = Monitor(
+        runtime, ledger, RetroactiveComparison(runtime, ledger, just_after), just_after
+    )
+    await monitor.tick()
+    await monitor.tick()  # the activation is consumed: no second alert
+    await asyncio.sleep(0.2)
+    [alert] = await alerts_on(settings)
+    assert alert["type"] == "retroactive_hit" and alert["entry_id"] == listing.entry_id
+    assert alert["request_id"] == "req-act-1" and alert["department"] == "fj-land"
+    assert listing.entry is not None
+    assert alert["subject"]["identifier"] == listing.entry.subject.uscc
