@@ -146,8 +146,8 @@ async def test_a_wipe_between_the_two_reads_is_never_answered(
         reader = scripted(index) if path == "scripted" else per_slot(index)
         first_read = reader._read_with_meta
 
-        async def read_then_wipe(keys, fields):  # type: ignore[no-untyped-def]
-            replies = await first_read(keys, fields)
+        async def read_then_wipe(gen, reads):  # type: ignore[no-untyped-def]
+            replies = await first_read(gen, reads)
             reader._read_with_meta = first_read  # type: ignore[method-assign]
             await wipe()
             return replies

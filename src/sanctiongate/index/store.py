@@ -126,20 +126,30 @@ for i = 1, #KEYS do found[i] = redis.call('HGET', KEYS[i], ARGV[i]) end
 return found
 """
 
-# Standalone Redis only: the keys and fields of a candidate read, ARGV[1] = JSON
-# [[key, …], [field, …]], the field of each key (false where absent), after the meta hash's
-# flat field/value list when KEYS[1] (the meta) is given. One argument, not two per read: redis-py
-# packs every argument of a command with a copy of the buffer so far (up to 6 kB), which cost
-# a tenth of a decision's CPU for the ~4 arguments per subject. The keys are not declared, so
-# never on a Cluster (there ``per_slot`` reads key by key).
-_READ_JOINED = """
-local keys, fields = unpack(cjson.decode(ARGV[1]))
+# Standalone Redis only: the fields of a candidate read. ARGV[1]: the generation's bucket base
+# (Layout.bucket_base); ARGV[2]: JSON [kind, bucket, field, …], one triple per field read
+# (false where absent), after the meta hash's flat field/value list when KEYS[1] (the meta) is
+# given. Two arguments, not two per read: redis-py packs every argument of a command with a
+# copy of the buffer so far (up to 6 kB), and the keys are built here, not formatted in Python
+# (~3 µs a subject). The keys are not declared, so never on a Cluster (there ``per_slot`` reads
+# key by key).
+_READ_JOINED = (
+    """
+local base = ARGV[1]
+"""
+    + BUCKET_KEY_LUA
+    + """
+local wanted = cjson.decode(ARGV[2])
 local found = {}
 if KEYS[1] then found[1] = redis.call('HGETALL', KEYS[1]) end
-local base = #found
-for i = 1, #keys do found[base + i] = redis.call('HGET', keys[i], fields[i]) end
+local n = #found
+for i = 1, #wanted, 3 do
+  n = n + 1
+  found[n] = redis.call('HGET', bucket_key(wanted[i + 1], wanted[i]), wanted[i + 2])
+end
 return found
 """
+)
 
 # Standalone Redis only: the counter buckets summed inside Redis, as a flat field/total list
 # (one command, not one HGETALL per bucket: /metrics and the monitor ask for this often).
@@ -657,23 +667,18 @@ class SanctionIndex:
         each with the meta: a read that straddles a generation switch or a wipe is refused,
         never answered (refs without their records would make a listed subject pass).
         """
-        layout = self.layout
-        keys, fields = [], []
+        reads: list[tuple[str, str]] = []
         for identifier, name in lookups:
             if identifier:
-                keys.append(layout.identifiers(gen, identifier))
-                fields.append(identifier)
-            keys.append(layout.names(gen, name))
-            fields.append(name)
-        raw_meta, refs = await self._read_with_meta(keys, fields)
+                reads.append(("i", identifier))
+            reads.append(("n", name))
+        raw_meta, refs = await self._read_with_meta(gen, reads)
         meta = self._serving(raw_meta, gen)
         wanted = wanted_entry_ids(lookups, refs)
         if not self.per_slot and not any(wanted):  # one script read the refs and the meta
             return meta, [[] for _ in wanted]
         entry_ids = sorted(set().union(*wanted))
-        raw_meta, raws = await self._read_with_meta(
-            [layout.entries(gen, e) for e in entry_ids], entry_ids
-        )
+        raw_meta, raws = await self._read_with_meta(gen, [("e", e) for e in entry_ids])
         self._serving(raw_meta, gen)
         return meta, _could_match(lookups, wanted, entry_ids, raws)
 
@@ -685,31 +690,37 @@ class SanctionIndex:
         return meta
 
     async def _read_with_meta(
-        self, keys: list[str], fields: list[str]
+        self, gen: str, reads: list[tuple[str, str]]
     ) -> tuple[dict[bytes, bytes], list[bytes | None]]:
-        """The meta hash and field ``fields[i]`` of each ``keys[i]``.
+        """The meta hash and, for each (kind, field) of ``reads``, that field of its bucket of
+        kind ``kind`` (``e``, ``i`` or ``n``) in ``gen``.
 
         Per slot (Cluster) the meta is read last in the pipeline, so a wipe during the reads
         shows in it; on a single Redis the first script reads it atomically with its keys.
         """
+        layout = self.layout
         pipe = self.redis.pipeline(transaction=False)
         if self.per_slot:
-            for key, field_ in zip(keys, fields, strict=True):
-                pipe.hget(key, field_)
-            pipe.hgetall(self.layout.meta)
+            for kind, field_ in reads:
+                pipe.hget(layout.bucket_key(gen, layout.bucket(field_), kind), field_)
+            pipe.hgetall(layout.meta)
             *values, raw_meta = await pipe.execute()
             return raw_meta, values
-        for start in range(0, max(len(keys), 1), _SCRIPT_CHUNK):
-            chunk = slice(start, start + _SCRIPT_CHUNK)
+        base = layout.bucket_base(gen)
+        bucket = layout.bucket
+        for start in range(0, max(len(reads), 1), _SCRIPT_CHUNK):
+            flat = [
+                x for kind, f in reads[start : start + _SCRIPT_CHUNK] for x in (kind, bucket(f), f)
+            ]
             await self._read_joined(
-                keys=[self.layout.meta] if start == 0 else [],
-                args=[orjson.dumps([keys[chunk], fields[chunk]])],
+                keys=[layout.meta] if start == 0 else [],
+                args=[base, orjson.dumps(flat)],
                 client=pipe,
             )
         first, *rest = await pipe.execute()
-        flat, *values = first
+        flat_meta, *values = first
         values += [value for chunk in rest for value in chunk]
-        return dict(zip(flat[::2], flat[1::2], strict=True)), values
+        return dict(zip(flat_meta[::2], flat_meta[1::2], strict=True)), values
 
     async def entries(self, gen: str, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
         entry_ids = list(entry_ids)
