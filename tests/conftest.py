@@ -52,17 +52,19 @@ class Services:
         return base
 
 
-def _stack(command: str) -> None:
+def session_stack(command: str) -> None:
+    """``deploy/stack.sh COMMAND`` for the session's broker and Redis (start, stop, and
+    redis-stop / redis-start for fault tests)."""
     run_stack(command, RUN_DIR, KAFKA_PORT, REDIS_PORT, timeout=600)
 
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
-    _stack("start")
+    session_stack("start")
     try:
         yield Services()
     finally:
-        _stack("stop")
+        session_stack("stop")
 
 
 class Process:

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from sanctiongate.domain.models import ListChange
 from sanctiongate.index import Layout, SanctionIndex
 from sanctiongate.index.store import new_generation
-from tests.conftest import REPO, Services, eventually, wait_http
+from tests.conftest import REPO, Services, eventually, session_stack, wait_http
 from tests.ids import uscc
 
 from .conftest import Stack, list_change, send
@@ -143,6 +143,39 @@ async def test_flushall_heals_by_itself_and_never_answers_pass(
     assert poller.last == "block"
     wait_http(f"{stack.api_url}/readyz", 10)
     await assert_equals_replay(stack, redis)
+
+
+async def test_a_redis_restart_is_survived_and_healed_without_a_pass(
+    stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    """Redis down for two seconds and back empty (no persistence): the worker keeps running,
+    rebuilds, and no check said ``pass`` meanwhile."""
+    subject = await listed_subject(stack, producer, http, "restart-watched")
+    poller = Poller(http, subject)
+    with poller:
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(session_stack, "redis-stop")
+        await asyncio.sleep(2)
+        await asyncio.to_thread(session_stack, "redis-start")
+        restarted = time.monotonic()
+
+        async def healed() -> bool:
+            return poller.last == "block" and time.monotonic() - restarted > 0.5
+
+        await eventually(healed, timeout=90)
+        answers = await poller.stop()
+    for worker in stack.workers:
+        assert worker.proc.poll() is None, f"the worker died:\n{worker.log()}"
+    assert answers["pass"] == 0, answers
+    assert any(a.startswith("503:") for a in answers), f"the outage went unnoticed: {answers}"
+    await eventually(lambda: _answers_ping(redis), timeout=10)  # the fixture's client reconnects
+    await assert_equals_replay(stack, redis)
+
+
+async def _answers_ping(redis: Redis) -> bool:
+    with contextlib.suppress(Exception):
+        return bool(await redis.ping())
+    return False
 
 
 async def test_worker_killed_mid_ingest_restarts_into_an_exact_index(

@@ -901,7 +901,8 @@ def check_serving(meta: IndexMeta, during_rebuild: bool = False) -> None:
     """
     if meta.gen is None:
         raise IndexUnavailable(
-            "index_not_built", "the index is empty or was wiped; a worker is rebuilding it"
+            "index_not_built",
+            "the index is empty or was wiped; a running worker rebuilds it by itself",
         )
     if meta.state == "rebuilding" and not during_rebuild:
         raise IndexUnavailable(

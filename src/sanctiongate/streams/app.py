@@ -13,6 +13,7 @@ import time
 import faust
 import mode
 from faust.contrib.asgi import serve_asgi
+from redis.exceptions import RedisError
 
 from .. import metrics
 from ..heap import tune_collector
@@ -123,10 +124,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 behind
             )
         metrics.index_lag_seconds.set(lag_seconds)
-        await runtime.index.record_worker(
-            runtime.worker_id,
-            {"ts": time.time(), "lag_seconds": lag_seconds, "pending": pending},
-        )
+        try:
+            await runtime.index.record_worker(
+                runtime.worker_id,
+                {"ts": time.time(), "lag_seconds": lag_seconds, "pending": pending},
+            )
+        except (RedisError, OSError) as exc:
+            # A timer that raises crashes the whole faust app: a Redis blip must not stop the
+            # worker. Checks answer 503 meanwhile; the next beat reports again.
+            log.warning("heartbeat: Redis unreachable: %s", exc)
 
     @app.timer(interval=settings.monitor_interval_seconds)
     async def monitoring() -> None:
