@@ -303,16 +303,25 @@ def as_of(meta: IndexMeta, now: datetime) -> AsOf:
 
 
 def index_lag_seconds(meta: IndexMeta, now: float) -> float | None:
-    """How far behind its topic the index is.
+    """How far behind its topic the index is, at most.
 
-    Each worker reports its own lag with a heartbeat. While a worker is alive the index lag is
-    the largest of theirs; with none alive, it is the time since the last heartbeat (the index
-    has been unwatched that long). None before any worker ever reported.
+    Each worker reports its own lag with a heartbeat every ``every`` seconds. A report ages:
+    a worker whose beats stopped (dead, or cut off from Redis) may have fallen behind by all
+    the time since, so its lag counts that time beyond one beat. While a worker is alive the
+    index lag is the largest of theirs; with none alive, it is the time since the last
+    heartbeat (the index has been unwatched that long). None before any worker ever reported.
+    An overstatement (a dead worker whose partitions another took over) lasts at most
+    ``WORKER_HEARTBEAT_FRESH_SECONDS``; an understatement never.
     """
     workers = meta.workers()
     if not workers:
         return None
     live = [w for w in workers.values() if now - w.get("ts", 0) <= WORKER_HEARTBEAT_FRESH_SECONDS]
     if live:
-        return round(max(float(w.get("lag_seconds", 0.0)) for w in live), 3)
+        return round(max(_aged_lag(w, now) for w in live), 3)
     return round(now - max(w.get("ts", 0) for w in workers.values()), 3)
+
+
+def _aged_lag(report: dict, now: float) -> float:
+    silent = now - report.get("ts", 0) - float(report.get("every", 1.0))
+    return float(report.get("lag_seconds", 0.0)) + max(0.0, silent)

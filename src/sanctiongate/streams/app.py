@@ -127,7 +127,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
         try:
             await runtime.index.record_worker(
                 runtime.worker_id,
-                {"ts": time.time(), "lag_seconds": lag_seconds, "pending": pending},
+                {
+                    "ts": time.time(),
+                    "lag_seconds": lag_seconds,
+                    "pending": pending,
+                    "every": settings.monitor_interval_seconds,
+                },
             )
         except (RedisError, OSError) as exc:
             # A timer that raises crashes the whole faust app: a Redis blip must not stop the
