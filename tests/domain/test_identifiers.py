@@ -245,6 +245,24 @@ def test_uscc_is_not_masked() -> None:
     assert parse_uscc("91110000100010433L").masked == "91110000100010433L"
 
 
+def test_an_id_number_typo_read_as_a_uscc_is_masked() -> None:
+    # Born on the 32nd of the 13th month: no resident ID, so it reads as a USCC failing its
+    # check. It is someone's ID number with a slip of the finger: never echoed whole.
+    typo = parse_any("110105198013321065")
+    assert typo.kind is IdentifierKind.USCC and not typo.check_ok
+    assert typo.masked == "110105********1065"
+
+
+def test_an_all_digit_uscc_whose_check_holds_is_shown() -> None:
+    body = next(
+        b for b in (f"9111010500000{i:04d}" for i in range(100)) if uscc_check_char(b) < "A"
+    )
+    code = body + uscc_check_char(body)
+    ident = parse_any(code)
+    assert ident.kind is IdentifierKind.USCC and ident.check_ok
+    assert ident.masked == code
+
+
 @pytest.mark.parametrize(
     ("raw", "masked"),
     [

@@ -220,6 +220,11 @@ async def test_subject_query_shows_entries_with_personal_data_masked(
     for response in (by_code, by_person):
         assert listed.rep not in response.text
 
+    typo = "110105198013321065"  # an ID number with an impossible birth date
+    by_typo = await http.get(f"/v1/subjects/{typo}")
+    assert by_typo.status_code == 200, by_typo.text
+    assert typo not in by_typo.text and by_typo.json()["identifier"] == "110105********1065"
+
 
 async def test_subject_query_of_malformed_identifier_is_422(http: httpx.AsyncClient) -> None:
     error = assert_error(await http.get("/v1/subjects/NOT-A-CODE"), 422, "malformed_identifier")

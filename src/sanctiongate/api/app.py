@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import metrics
 from ..checks import Checker, IdentifierNotListed, as_of
 from ..coalesce import Coalesced
-from ..domain.identifiers import IdentifierError, IdentifierKind, parse_any
+from ..domain.identifiers import IdentifierError, parse_any
 from ..domain.models import (
     AsOf,
     BatchCheckRequest,
@@ -258,7 +258,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stored = await services.index.entries_for_identifier(meta.gen, parsed.value)
         now = datetime.now(UTC)
         return subject_entries(
-            parsed.masked if parsed.kind is IdentifierKind.RESIDENT_ID else parsed.value,
+            parsed.masked,
             parsed.kind.value,
             stored,
             now,

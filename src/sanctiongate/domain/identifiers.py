@@ -50,9 +50,13 @@ class Identifier:
 
     @property
     def masked(self) -> str:
-        return (
-            mask_identifier(self.value) if self.kind is IdentifierKind.RESIDENT_ID else self.value
+        """The value as it may be shown. A code that only failed as an ID number (a typo in
+        its birth date, say) and was read as a USCC may still be someone's ID number: shown
+        masked too (an all-digit USCC loses nothing its owner needs to see)."""
+        personal = self.kind is IdentifierKind.RESIDENT_ID or (
+            not self.check_ok and _ID18_FORM.fullmatch(self.value) is not None
         )
+        return mask_identifier(self.value) if personal else self.value
 
 
 def normalise_code(raw: str) -> str:
