@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     # --- services -------------------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The port variables of deploy/stack.sh: given alone, they move the loopback defaults
+    # above, so one `SANCTIONGATE_KAFKA_PORT=19192 SANCTIONGATE_REDIS_PORT=16479 make up` starts
+    # the broker, Redis and every process on the same ports.
+    kafka_port: int | None = None
+    redis_port: int | None = None
 
     # --- topics (SPEC §3 default names) ----------------------------------------------------
     topic_list_changes: str = "sanction.list.changes"
@@ -68,6 +73,14 @@ class Settings(BaseSettings):
     # --- local stack -------------------------------------------------------------------------
     run_dir: Path = Path(".run/dev")
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _ports_move_the_defaults(self) -> Settings:
+        if self.kafka_port is not None and "kafka_bootstrap" not in self.model_fields_set:
+            self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port}"
+        if self.redis_port is not None and "redis_url" not in self.model_fields_set:
+            self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        return self
 
 
 @lru_cache(maxsize=1)

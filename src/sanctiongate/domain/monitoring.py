@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from .decisions import is_active
+from .decisions import CHINA_STANDARD_TIME, is_active
 from .identifiers import mask_identifier
 from .models import Alert, AlertType, MaskedSubject, StoredEntry, Subject
 
@@ -93,7 +93,8 @@ def retroactive_hit(
         detail=(
             f"listed{role} on {entry.list_type} by {entry.authority} ({entry.basis}), "
             f"effective {entry.effective_from.isoformat()}; approved "
-            f"{approval.approved_at.isoformat()} for {approval.matter_category}"
+            f"{approval.approved_at.astimezone(CHINA_STANDARD_TIME).isoformat()} for "
+            f"{approval.matter_category}"
         ),
         raised_at=raised_at,
     )
