@@ -667,18 +667,19 @@ class SanctionIndex:
         each with the meta: a read that straddles a generation switch or a wipe is refused,
         never answered (refs without their records would make a listed subject pass).
         """
-        reads: list[tuple[str, str]] = []
+        bucket = self.layout.bucket
+        reads: list[tuple[str, int, str]] = []
         for identifier, name in lookups:
             if identifier:
-                reads.append(("i", identifier))
-            reads.append(("n", name))
+                reads.append(("i", bucket(identifier), identifier))
+            reads.append(("n", bucket(name), name))
         raw_meta, refs = await self._read_with_meta(gen, reads)
         meta = self._serving(raw_meta, gen)
         wanted = wanted_entry_ids(lookups, refs)
         if not self.per_slot and not any(wanted):  # one script read the refs and the meta
             return meta, [[] for _ in wanted]
         entry_ids = sorted(set().union(*wanted))
-        raw_meta, raws = await self._read_with_meta(gen, [("e", e) for e in entry_ids])
+        raw_meta, raws = await self._read_with_meta(gen, [("e", bucket(e), e) for e in entry_ids])
         self._serving(raw_meta, gen)
         return meta, _could_match(lookups, wanted, entry_ids, raws)
 
@@ -690,10 +691,10 @@ class SanctionIndex:
         return meta
 
     async def _read_with_meta(
-        self, gen: str, reads: list[tuple[str, str]]
+        self, gen: str, reads: list[tuple[str, int, str]]
     ) -> tuple[dict[bytes, bytes], list[bytes | None]]:
-        """The meta hash and, for each (kind, field) of ``reads``, that field of its bucket of
-        kind ``kind`` (``e``, ``i`` or ``n``) in ``gen``.
+        """The meta hash and, for each (kind, bucket, field) of ``reads``, that field of that
+        bucket of kind ``kind`` (``e``, ``i`` or ``n``) in ``gen``.
 
         Per slot (Cluster) the meta is read last in the pipeline, so a wipe during the reads
         shows in it; on a single Redis the first script reads it atomically with its keys.
@@ -701,17 +702,14 @@ class SanctionIndex:
         layout = self.layout
         pipe = self.redis.pipeline(transaction=False)
         if self.per_slot:
-            for kind, field_ in reads:
-                pipe.hget(layout.bucket_key(gen, layout.bucket(field_), kind), field_)
+            for kind, bucket, field_ in reads:
+                pipe.hget(layout.bucket_key(gen, bucket, kind), field_)
             pipe.hgetall(layout.meta)
             *values, raw_meta = await pipe.execute()
             return raw_meta, values
         base = layout.bucket_base(gen)
-        bucket = layout.bucket
         for start in range(0, max(len(reads), 1), _SCRIPT_CHUNK):
-            flat = [
-                x for kind, f in reads[start : start + _SCRIPT_CHUNK] for x in (kind, bucket(f), f)
-            ]
+            flat = [x for read in reads[start : start + _SCRIPT_CHUNK] for x in read]
             await self._read_joined(
                 keys=[layout.meta] if start == 0 else [],
                 args=[base, orjson.dumps(flat)],
