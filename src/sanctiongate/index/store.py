@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -46,6 +45,7 @@ from .layout import (
 )
 from .records import (
     RECORD_FORMAT,
+    Split,
     count_code,
     count_key,
     decode_body,
@@ -53,6 +53,7 @@ from .records import (
     encode_record,
     may_hold_code,
     may_hold_identifier,
+    packed_probe,
     split_record,
 )
 
@@ -809,14 +810,15 @@ def _could_match(
 
     Most records read for a subject with a code came through its name only and list parties
     that all carry other codes: they can match in no way, so no model is built for them, and
-    most are not even parsed (:func:`may_hold_code`, then :func:`may_hold_identifier`). Each
+    most are not even split (:func:`may_hold_code` on the raw bytes, then
+    :func:`may_hold_identifier` on the codes; the text is inflated only for what is built). Each
     record is parsed and built at most once, however many lookups want it.
     """
     raw_of = {e: raw for e, raw in zip(entry_ids, raws, strict=True) if raw}
-    bodies: dict[str, tuple[bytes, list[Any]]] = {}
+    bodies: dict[str, tuple[bytes, Split]] = {}
     built: dict[str, StoredEntry] = {}
 
-    def body(entry_id: str) -> tuple[bytes, list[Any]]:
+    def body(entry_id: str) -> tuple[bytes, Split]:
         split = bodies.get(entry_id)
         if split is None:
             split = bodies[entry_id] = split_record(raw_of[entry_id])
@@ -824,7 +826,7 @@ def _could_match(
 
     found: list[list[StoredEntry]] = []
     for (identifier, _), ids in zip(lookups, wanted, strict=True):
-        code = identifier.encode() if identifier else b""
+        code = packed_probe(identifier) if identifier else b""
         entries = []
         for entry_id in ids:  # the order as ever (the set's)
             raw = raw_of.get(entry_id)
