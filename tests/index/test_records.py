@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from sanctiongate.domain.identifiers import (
     uscc_check_char,
 )
 from sanctiongate.domain.models import ListChange, StoredEntry, Subject
-from sanctiongate.index.layout import REF_SEPARATOR, pack_ref, unpack_refs
+from sanctiongate.index.layout import REF_SEPARATOR, pack_ref, ref_field, unpack_refs
 from sanctiongate.index.records import (
     KINDS,
     LIST_TYPES,
@@ -48,9 +49,9 @@ record_texts = st.one_of(texts, texts, any_texts)
 record_names = st.one_of(texts, texts, any_texts.filter(lambda t: len(t) <= 300))
 sources = st.one_of(
     st.sampled_from(["court:spc", "tax", "消防"]),
-    st.text(st.characters(min_codepoint=0x20), min_size=1, max_size=128).filter(
-        lambda t: t.strip() == t and t
-    ),
+    st.text(
+        st.characters(min_codepoint=0x20, exclude_categories=("Cs",)), min_size=1, max_size=128
+    ).filter(lambda t: t.strip() == t and t),
 )
 slugs = st.from_regex(r"\A[a-z][a-z0-9_]{0,20}\Z")
 list_types = st.one_of(st.sampled_from(LIST_TYPES), slugs)
@@ -359,3 +360,19 @@ def test_candidates_filtered_before_decoding_match_as_all_decoded(
         kept_listed = {code for s in kept for code, _ in s.index_keys()[0]}
         assert (subject.identifier in listed) == (subject.identifier in kept_listed)
         assert [s.entry_id for s in kept] == [e for e in ids if e in {k.entry_id for k in kept}]
+
+
+@given(st.one_of(texts, usccs(), id_numbers(), st.text(min_size=1, max_size=300)))
+def test_ref_fields_are_short_printable_and_stable(key: str) -> None:
+    field = ref_field(key)
+    assert field == ref_field(key)
+    if len(key.encode()) <= 8:
+        assert field == key
+    else:  # a digest: 8 printable ASCII characters that JSON and Lua carry as they are
+        assert len(field) == 8 and field.isascii() and field.isprintable()
+        assert orjson.loads(orjson.dumps(field)) == field and '"' not in field and "\\" not in field
+
+
+def test_different_codes_get_different_fields() -> None:
+    codes = [f"91110105{n:09d}X" for n in range(20_000)]
+    assert len({ref_field(c) for c in codes}) == len(codes)

@@ -40,6 +40,7 @@ from .layout import (
     ROLE_SEPARATOR,
     Layout,
     pack_ref,
+    ref_field,
     role_code,
     unpack_refs,
 )
@@ -193,6 +194,10 @@ if not current or current < tonumber(batch.newest_us) then
   redis.call('HSET', batch.meta, 'newest_event_us', batch.newest_us,
              'newest_event_time', batch.newest_time)
 end
+local function ref_of(entry_id, code)  -- layout.pack_ref: the entry_id alone for the subject
+  if code == '' then return entry_id end
+  return entry_id .. rsep .. code
+end
 local function add_ref(key, field, ref)
   local cur = redis.call('HGET', key, field)
   if not cur then redis.call('HSET', key, field, ref) return end
@@ -229,14 +234,14 @@ for i, change in ipairs(batch.changes) do
     out[i] = -1
   else
     for j = 1, #adds, 4 do
-      add_ref(bucket_key(adds[j + 1], adds[j]), adds[j + 2], entry_id .. rsep .. adds[j + 3])
+      add_ref(bucket_key(adds[j + 1], adds[j]), adds[j + 2], ref_of(entry_id, adds[j + 3]))
     end
     if old_field ~= '' then redis.call('HINCRBY', counts, old_field, -1) end
     redis.call('HSET', entries, entry_id, string.sub(records, first, at - 1))
     if count_field ~= '' then redis.call('HINCRBY', counts, count_field, 1) end
     for j = 1, #removes, 4 do
       remove_ref(
-        bucket_key(removes[j + 1], removes[j]), removes[j + 2], entry_id .. rsep .. removes[j + 3]
+        bucket_key(removes[j + 1], removes[j]), removes[j + 2], ref_of(entry_id, removes[j + 3])
       )
     end
     if change[8] == 'z' then redis.call('ZADD', activations, change[9], entry_id)
@@ -514,9 +519,9 @@ class SanctionIndex:
         bucket = self.layout.bucket
         flat: list[str | int] = []
         for identifier, role in ids:
-            flat += ("i", bucket(identifier), identifier, role_code(role))
+            flat += ("i", bucket(identifier), ref_field(identifier), role_code(role))
         for name, role in names:
-            flat += ("n", bucket(name), name, role_code(role))
+            flat += ("n", bucket(name), ref_field(name), role_code(role))
         return flat
 
     async def _apply_per_slot(
@@ -577,13 +582,13 @@ class SanctionIndex:
         for identifier, role in ids:
             await script(
                 keys=[self.layout.identifiers(gen, identifier)],
-                args=[identifier, pack_ref(stored.entry_id, role), REF_SEPARATOR],
+                args=[ref_field(identifier), pack_ref(stored.entry_id, role), REF_SEPARATOR],
                 client=pipe,
             )
         for name, role in names:
             await script(
                 keys=[self.layout.names(gen, name)],
-                args=[name, pack_ref(stored.entry_id, role), REF_SEPARATOR],
+                args=[ref_field(name), pack_ref(stored.entry_id, role), REF_SEPARATOR],
                 client=pipe,
             )
 
@@ -625,9 +630,9 @@ class SanctionIndex:
         for identifier, name in lookups:
             if identifier:
                 keys.append(layout.identifiers(gen, identifier))
-                fields.append(identifier)
+                fields.append(ref_field(identifier))
             keys.append(layout.names(gen, name))
-            fields.append(name)
+            fields.append(ref_field(name))
         raw_meta, refs = await self._read_with_meta(keys, fields)
         meta = self._serving(raw_meta, gen)
         wanted = wanted_entry_ids(lookups, refs)
@@ -694,10 +699,16 @@ class SanctionIndex:
         return found
 
     async def entries_for_identifier(self, gen: str, identifier: str) -> list[StoredEntry]:
-        raw = await self.redis.hget(self.layout.identifiers(gen, identifier), identifier)
+        field_ = ref_field(identifier)
+        raw = await self.redis.hget(self.layout.identifiers(gen, identifier), field_)
         refs = unpack_refs(raw)
         records = await self.entries(gen, {entry_id for entry_id, _ in refs})
-        return [records[e] for e in sorted(records)]
+        # A field may hold refs of another code too (layout.ref_field): keep this code's.
+        return [
+            records[e]
+            for e in sorted(records)
+            if any(code == identifier for code, _ in records[e].index_keys()[0])
+        ]
 
     async def counts(self, gen: str) -> dict[tuple[str, str], int]:
         layout = self.layout
