@@ -3,27 +3,30 @@
 A record is ``version|count-code|body``. The Lua scripts read the version (compare-and-set)
 and the count code (the per-bucket counter field this version is counted under) from the
 ASCII prefix; ``body`` is binary (format "3"): the entry_id (the hash field) and the version
-(the prefix) are not repeated, numbers are varints, codes are packed, and the text is GB18030
-(2 bytes a Chinese character instead of 3 in UTF-8), deflated against a preset dictionary of
-domain vocabulary (:mod:`.vocabulary`) when that is shorter: ~60 B instead of ~195 B of
-format "2"'s positional JSON on court listings (bench/README.md), which matters at millions.
+(the prefix) are not repeated, numbers are small binary integers, codes are packed, and the
+text is GB18030 (2 bytes a Chinese character instead of 3 in UTF-8), deflated against a preset
+dictionary of domain vocabulary (:mod:`.vocabulary`) when that is shorter: ~85-95 B instead of
+~195 B of format "2"'s positional JSON on court listings (bench/README.md), which matters at
+millions.
 
 Only this process writes records, so decoding trusts them: the models are built without
 validation (what was validated when the change came in is what was stored), which makes a read
 a few microseconds instead of a full pydantic parse.
 
-Layout of ``body`` (varints are LEB128, signed ones zigzag):
+Layout of ``body`` (integers big-endian, fixed width; varints LEB128):
 
 - ``flags`` (1 byte): :data:`_HAS_ENTRY`, :data:`_UNCODED` (some listed party has no code),
   :data:`_DEFLATED`, :data:`_UTF8` (text not GB18030), :data:`_EXTRAS`, :data:`_MICROS`, and
   the event time's offset in the top two bits (0 +08:00, 1 UTC, 2 in the extras);
 - ``state`` (1 byte): 2 × reason code + removed in the low nibble, :data:`_HAS_UNTIL`,
   :data:`_DISPUTED`;
-- the event time: seconds since the epoch (signed), then microseconds if :data:`_MICROS`;
+- the event time: seconds since the epoch (5 bytes, signed), then microseconds (3 bytes) if
+  :data:`_MICROS`;
 - with an entry: one byte list type code (15: a string, in the extras) × 16 + polarity × 4 +
-  kind; one byte the number of related persons; effective_from (signed days since the epoch),
-  effective_until (if :data:`_HAS_UNTIL`); the subject's code then each person's code
-  (:func:`pack_code`); each person's role code (255: a string, in the extras);
+  kind; one byte the number of related persons; effective_from (days since the epoch, 3
+  bytes, signed), effective_until (the same, if :data:`_HAS_UNTIL`); the subject's code then
+  each person's code (:func:`pack_code`); each person's role code (255: a string, in the
+  extras);
 - with :data:`_EXTRAS`: a varint length and an orjson object of what is rare: ``o`` the
   offset in seconds (null: a naive time), ``a`` identifier anomalies (as in format "2": 0
   subject's USCC, 1 its ID number, 2 + i person i's, or the path), ``r`` the subject's role,
@@ -199,10 +202,6 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _signed(n: int) -> bytes:
-    return _varint(n << 1 if n >= 0 else ((-n) << 1) - 1)  # zigzag
-
-
 def _read_varint(data: bytes, at: int) -> tuple[int, int]:
     """(value, position after it)."""
     byte = data[at]
@@ -217,11 +216,6 @@ def _read_varint(data: bytes, at: int) -> tuple[int, int]:
     return n | byte << shift, at + 1
 
 
-def _read_signed(data: bytes, at: int) -> tuple[int, int]:
-    n, at = _read_varint(data, at)
-    return (n >> 1) ^ -(n & 1), at
-
-
 def _varint_size(data: bytes, at: int) -> int:
     return _read_varint(data, at)[1] - at
 
@@ -231,8 +225,9 @@ def _varint_size(data: bytes, at: int) -> int:
 _DICTIONARY = "".join(WORDS).encode("gb18030")
 _WINDOW_BITS = -11  # raw deflate (no header, no checksum), a 2 KiB window: holds the dictionary
 assert len(_DICTIONARY) <= 2**-_WINDOW_BITS
-# A compressor primed with the dictionary, copied per record (priming costs more than the copy).
-_PRIMED = zlib.compressobj(9, zlib.DEFLATED, _WINDOW_BITS, 9, zdict=_DICTIONARY)
+# A compressor primed with the dictionary, copied per record (priming costs more than the copy;
+# memLevel 4: a smaller state to copy, and the same output on records this small).
+_PRIMED = zlib.compressobj(9, zlib.DEFLATED, _WINDOW_BITS, 4, zdict=_DICTIONARY)
 
 
 def _deflate(data: bytes) -> bytes:
@@ -287,6 +282,12 @@ _HAS_UNTIL = 0x10
 _DISPUTED = 0x20
 _TEXT_JSON = 0x40  # the texts are an orjson list (one holds a NUL), not NUL-joined
 _TEXT_FLAGS = _DEFLATED | _UTF8  # the text flags kept in ``flags``; _TEXT_JSON is in ``state``
+# fixed-width integers (big-endian; int.from_bytes reads them faster than varints, and at
+# today's values a varint would take as many bytes)
+_TIME_AT = 2  # the event time follows flags and state
+_SECONDS = 5  # signed: ±17,000 years around 1970, every datetime
+_MICROSECONDS = 3
+_DAYS = 3  # signed: every date
 _OTHER_LIST_TYPE = 15
 _OTHER_ROLE = 255
 
@@ -311,10 +312,10 @@ def _record_body(stored: StoredEntry) -> bytes:
             extras["o"] = offset_s
     flags = offset_form << _OFFSET_SHIFT
     state = 2 * _REASON_CODE[stored.reason] + stored.removed
-    time_part = _signed(seconds)
+    time_part = seconds.to_bytes(_SECONDS, "big", signed=True)
     if at.microsecond:
         flags |= _MICROS
-        time_part += _varint(at.microsecond)
+        time_part += at.microsecond.to_bytes(_MICROSECONDS, "big")
     if stored.identifier_anomalies:
         extras["a"] = [_ANOMALY_CODE.get(path, path) for path in stored.identifier_anomalies]
     texts = [stored.source]
@@ -355,10 +356,10 @@ def _entry_part(
     if _OTHER_ROLE in roles:
         extras["p"] = [None if p.role in _ROLE_CODE else p.role for p in persons]
     state = _DISPUTED if entry.disputed else 0
-    days = _signed(entry.effective_from.toordinal() - _EPOCH_DAY)
+    days = (entry.effective_from.toordinal() - _EPOCH_DAY).to_bytes(_DAYS, "big", signed=True)
     if entry.effective_until is not None:
         state |= _HAS_UNTIL
-        days += _signed(entry.effective_until.toordinal() - _EPOCH_DAY)
+        days += (entry.effective_until.toordinal() - _EPOCH_DAY).to_bytes(_DAYS, "big", signed=True)
     texts += [subject.name, entry.authority, entry.basis, *(p.name for p in persons)]
     kinds = list_type << 4 | _POLARITY_CODE[entry.polarity] << 2 | _KIND_CODE[subject.kind]
     head = bytes((kinds, len(persons)))
@@ -396,25 +397,15 @@ def split_record(raw: bytes) -> tuple[bytes, Split]:
     flags = body[0]
     if not flags & _HAS_ENTRY:
         return version, Split(body, flags, body[1], [], 2)
-    at = _skip_varint(body, 2)  # the event seconds
-    if flags & _MICROS:
-        at = _skip_varint(body, at)
+    at = _TIME_AT + _SECONDS + (_MICROSECONDS if flags & _MICROS else 0)
     persons = body[at + 1]
-    at = _skip_varint(body, at + 2)  # effective_from
-    if body[1] & _HAS_UNTIL:
-        at = _skip_varint(body, at)
+    at += 2 + (2 * _DAYS if body[1] & _HAS_UNTIL else _DAYS)
     codes = []
     for _ in range(persons + 1):
         end = _read_code(body, at)
         codes.append(body[at:end])
         at = end
     return version, Split(body, flags, body[1], codes, at)
-
-
-def _skip_varint(data: bytes, at: int) -> int:
-    while data[at] >= 0x80:
-        at += 1
-    return at + 1
 
 
 def may_hold_code(raw: bytes, packed: bytes) -> bool:
@@ -439,16 +430,19 @@ def may_hold_identifier(split: Split, identifier: str) -> bool:
 def decode_body(version: bytes, split: Split, entry_id: str) -> StoredEntry:
     """The StoredEntry of a record split by :func:`split_record`."""
     body, flags, state = split.body, split.flags, split.state
-    seconds, at = _read_signed(body, 2)
+    at = _TIME_AT + _SECONDS
+    seconds = int.from_bytes(body[_TIME_AT:at], "big", signed=True)
     micros = 0
     if flags & _MICROS:
-        micros, at = _read_varint(body, at)
+        micros = int.from_bytes(body[at : at + _MICROSECONDS], "big")
+        at += _MICROSECONDS
     if flags & _HAS_ENTRY:
         head, persons = body[at], body[at + 1]
-        effective_from, at = _read_signed(body, at + 2)
+        at += 2
+        effective_from = int.from_bytes(body[at : at + _DAYS], "big", signed=True)
         until = None
         if state & _HAS_UNTIL:
-            until, at = _read_signed(body, at)
+            until = int.from_bytes(body[at + _DAYS : at + 2 * _DAYS], "big", signed=True)
         at = split.end
         roles = body[at : at + persons]
         at += persons
