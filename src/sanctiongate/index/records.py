@@ -35,10 +35,10 @@ Layout of ``body`` (integers big-endian, fixed width; varints LEB128):
   each person's name, joined by NUL (an orjson list instead when a text holds a NUL).
 
 A list type or role outside the code tables is stored as its string. The tables, this layout,
-the dictionary, and the bucket count and ref role codes of :mod:`.layout` are
-:data:`RECORD_FORMAT`: changing any of them (even appending a code: an older reader would not
-know it) means a new format number, and a generation in another format is rebuilt, never read
-(:func:`sanctiongate.index.store.check_serving`).
+the dictionary, and the bucket count, ref fields (``ref_field``) and ref role codes of
+:mod:`.layout` are :data:`RECORD_FORMAT`: changing any of them (even appending a code: an
+older reader would not know it) means a new format number, and a generation in another format
+is rebuilt, never read (:func:`sanctiongate.index.store.check_serving`).
 """
 
 from __future__ import annotations
