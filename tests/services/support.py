@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from sanctiongate.domain.models import StoredEntry
 from sanctiongate.index import Layout, SanctionIndex
-from sanctiongate.index.layout import unpack_refs
+from sanctiongate.index.layout import ref_field, unpack_refs
 from sanctiongate.index.store import decode_record
 from sanctiongate.streams.rebuild import Rebuilder
 from tests.conftest import Process, eventually, free_port
@@ -238,12 +238,13 @@ def counts_from_records(records: dict[str, StoredEntry]) -> dict[tuple[str, str]
 
 
 def needed_refs(records: dict[str, StoredEntry]) -> tuple[set, set]:
-    """(identifier, entry_id, role) and (name, entry_id, role) that the records need."""
+    """(field, entry_id, role) of the identifier and name refs that the records need (the
+    field: layout.ref_field of the identifier or name)."""
     ids, names = set(), set()
     for entry_id, stored in records.items():
         stored_ids, stored_names = stored.index_keys()
-        ids |= {(key, entry_id, role) for key, role in stored_ids}
-        names |= {(key, entry_id, role) for key, role in stored_names}
+        ids |= {(ref_field(key), entry_id, role) for key, role in stored_ids}
+        names |= {(ref_field(key), entry_id, role) for key, role in stored_names}
     return ids, names
 
 

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from sanctiongate.domain.identifiers import normalise_name
 from sanctiongate.domain.models import ListChange
 from sanctiongate.index import Layout, SanctionIndex
+from sanctiongate.index.layout import ref_field
 from sanctiongate.index.store import new_generation
 from tests.conftest import Services
 from tests.ids import id_number, uscc
@@ -85,4 +86,33 @@ async def test_the_newest_event_time_only_moves_forward(services: Services) -> N
     finally:
         await index.drop_generation(gen)
         await redis.delete(index.layout.meta)
+        await redis.aclose()
+
+
+async def test_a_shared_ref_field_never_shows_another_subjects_listing(services: Services) -> None:
+    """Ref fields are digests (layout.ref_field): should two codes ever share one, a subject's
+    query still lists its own entries only, and a check finds only what matches it."""
+    redis = Redis.from_url(services.redis_url)
+    layout = Layout(prefix=f"shared{random.randrange(10**6)}", buckets=64)
+    index = SanctionIndex(redis, layout, per_slot=False)
+    gen = new_generation()
+    ours, theirs = (
+        _change("ours-1", 1, datetime.now(UTC), "甲公司"),
+        _change("theirs-1", 1, datetime.now(UTC), "乙公司"),
+    )
+    try:
+        await index.apply_changes(gen, [ours, theirs])
+        assert ours.entry is not None and theirs.entry is not None
+        code = ours.entry.subject.uscc
+        assert code is not None
+        # What a digest collision would leave: the other listing's ref under our code's field.
+        await redis.hset(layout.identifiers(gen, code), ref_field(code), "ours-1\x1etheirs-1")
+        found = await index.entries_for_identifier(gen, code)
+        assert [s.entry_id for s in found] == ["ours-1"]
+        await index.switch_generation(gen, {})  # checks read a serving generation only
+        _, candidates = await index.candidates(gen, [(code, normalise_name("甲公司"))])
+        assert [s.entry_id for s in candidates[0]] == ["ours-1"]
+    finally:
+        await index.drop_generation(gen)
+        await redis.delete(layout.meta)
         await redis.aclose()

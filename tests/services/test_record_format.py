@@ -20,10 +20,15 @@ from .support import Poller, assert_equals_replay, index_of, listed_subject
 pytestmark = pytest.mark.services
 
 
+@pytest.mark.parametrize("old_format", [None, "2"])
 async def test_an_old_format_generation_is_refused_then_rebuilt(
-    stack: Stack, producer: AIOKafkaProducer, http: httpx.AsyncClient, redis: Redis
+    stack: Stack,
+    producer: AIOKafkaProducer,
+    http: httpx.AsyncClient,
+    redis: Redis,
+    old_format: str | None,
 ) -> None:
-    subject = await listed_subject(stack, producer, http, "format-watched")
+    subject = await listed_subject(stack, producer, http, f"format-watched-{old_format}")
     index = index_of(stack, redis)
     old = await index.read_meta()
     assert old.record_format == RECORD_FORMAT and old.ready
@@ -31,9 +36,12 @@ async def test_an_old_format_generation_is_refused_then_rebuilt(
     poller = Poller(http, subject)
     with poller:
         await asyncio.sleep(0.3)
-        # What the previous version left: a serving generation with no format field (format 1),
-        # whose records this version would misread.
-        await redis.hdel(index.layout.meta, "format")
+        # What a previous version left: a serving generation with no format field (format 1)
+        # or in format 2 (positional JSON records), whose records this version would misread.
+        if old_format is None:
+            await redis.hdel(index.layout.meta, "format")
+        else:
+            await redis.hset(index.layout.meta, "format", old_format)
         with pytest.raises(IndexUnavailable) as refused:
             await index.serving_meta()
         # The worker may already have started the rebuild (which says so first).

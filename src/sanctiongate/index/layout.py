@@ -24,9 +24,9 @@ key                            type   content
 ``{p}:{g.b}:e``                hash   entry_id → ``version|count-code|body`` (:mod:`.records`)
 ``{p}:{g.b}:c``                hash   count code (polarity, list type) → active entries (same
                                       slot as ``e``)
-``{p}:{g.b}:i``                hash   identifier → ``entry_id␟role-code␞…`` (USCC / ID number
-                                      refs; :func:`pack_ref`)
-``{p}:{g.b}:n``                hash   normalised name → ``entry_id␟role-code␞…``
+``{p}:{g.b}:i``                hash   :func:`ref_field` of an identifier → ``entry_id␟role-code␞…``
+                                      (USCC / ID number refs; :func:`pack_ref`)
+``{p}:{g.b}:n``                hash   :func:`ref_field` of a normalised name → the same
 ``{p}:{g}:measures``           hash   measure_id → Measure JSON (default catalogue + topic)
 ``{p}:{g}:activations``        zset   entry_id scored by the epoch second its listing starts
                                       (a claimed one: by its lease's end)
@@ -52,7 +52,9 @@ bucket and its counter hash; or one ref bucket), so every operation stays in one
 
 from __future__ import annotations
 
+from binascii import b2a_base64
 from dataclasses import dataclass
+from hashlib import blake2b
 from zlib import crc32
 
 REF_SEPARATOR = "\x1e"  # between refs of one field
@@ -149,9 +151,32 @@ def role_code(role: str) -> str:
 
 
 def pack_ref(entry_id: str, role: str) -> str:
-    """A ref as stored; the batch script builds the same from the entry_id and
+    """A ref as stored: the entry_id alone for the listed subject itself (most refs), else
+    ``entry_id␟role-code``; the batch script builds the same from the entry_id and
     :func:`role_code`."""
-    return f"{entry_id}{ROLE_SEPARATOR}{role_code(role)}"
+    code = role_code(role)
+    return f"{entry_id}{ROLE_SEPARATOR}{code}" if code else entry_id
+
+
+_SHORT_FIELD = 8  # bytes: a ref field of this length or shorter is kept as it is
+
+
+def ref_field(key: str) -> str:
+    """The field of an ``i`` or ``n`` bucket that holds the refs of ``key`` (an identifier or
+    a normalised name): the key itself when it is 8 bytes or shorter, else 8 characters of
+    a 48-bit digest of it in base64 (printable ASCII: passes through JSON and Lua as it is;
+    the C codec, ~1 µs). An 18-character code or a 40-byte company name costs 8 bytes per
+    key, not 18 or 40.
+
+    Two keys may share a field (a digest collision: at 2 million keys, one shared pair in
+    about 140 indexes): their refs then sit in one list, which only adds candidates. Every
+    reader re-checks what it found against the record (candidates: :func:`.records.may_hold_identifier` and
+    ``match_subject``; :meth:`.store.SanctionIndex.entries_for_identifier`), so a shared field
+    can never make a subject match another's listing."""
+    raw = key.encode()
+    if len(raw) <= _SHORT_FIELD:
+        return key
+    return b2a_base64(blake2b(raw, digest_size=6).digest(), newline=False).decode()
 
 
 def unpack_refs(value: bytes | str | None) -> list[tuple[str, str]]:

@@ -1,44 +1,61 @@
-"""The stored record of one listing: a compact positional encoding of :class:`StoredEntry`.
+"""The stored record of one listing: a compact binary encoding of :class:`StoredEntry`.
 
 A record is ``version|count-code|body``. The Lua scripts read the version (compare-and-set)
 and the count code (the per-bucket counter field this version is counted under) from the
-prefix; ``body`` is an orjson array, positional so no field name is stored, with the entry_id
-(the hash field) and the version (the prefix) not repeated, dates as day numbers, the list type,
-polarity, subject kind and roles as small codes, and trailing defaults left out: ~195 B instead
-of ~457 B of named JSON on court listings (bench/README.md), which matters at millions.
+ASCII prefix; ``body`` is binary (format "3"): the entry_id (the hash field) and the version
+(the prefix) are not repeated, numbers are small binary integers, codes are packed, and the
+text is GB18030 (2 bytes a Chinese character instead of 3 in UTF-8), deflated against a preset
+dictionary of domain vocabulary (:mod:`.vocabulary`) when that is shorter: ~85-95 B instead of
+~195 B of format "2"'s positional JSON on court listings (bench/README.md), which matters at
+millions.
 
 Only this process writes records, so decoding trusts them: the models are built without
 validation (what was validated when the change came in is what was stored), which makes a read
 a few microseconds instead of a full pydantic parse.
 
-Layout of ``body`` (``…`` = trailing items, left out when they hold their default):
+Layout of ``body`` (integers big-endian, fixed width; varints LEB128):
 
-- record: ``[source, event time (s since the epoch), entry or 0, removal, …offset (s, 28800),
-  microseconds (0), anomalies ([])]``; removal = 2 × reason code + removed; offset ``null`` =
-  a naive time; an anomaly is 0 (subject's USCC), 1 (subject's ID number), 2 + i (person i's
-  ID number) or its path as text;
-- entry: ``[list type, polarity, subject, authority, basis, effective_from (day), …
-  effective_until (day or null, null), disputed (0), related persons ([])]``;
-- subject: ``[kind, name, identifier or null, …role (null)]``; person: ``[role, name, id]``.
+- ``flags`` (1 byte): :data:`_HAS_ENTRY`, :data:`_UNCODED` (some listed party has no code),
+  :data:`_DEFLATED`, :data:`_UTF8` (text not GB18030), :data:`_EXTRAS`, :data:`_MICROS`, and
+  the event time's offset in the top two bits (0 +08:00, 1 UTC, 2 in the extras);
+- ``state`` (1 byte): 2 × reason code + removed in the low nibble, :data:`_HAS_UNTIL`,
+  :data:`_DISPUTED`;
+- the event time: seconds since the epoch (5 bytes, signed), then microseconds (3 bytes) if
+  :data:`_MICROS`;
+- with an entry: one byte list type code (15: a string, in the extras) × 16 + polarity × 4 +
+  kind; one byte the number of related persons; effective_from (days since the epoch, 3
+  bytes, signed), effective_until (the same, if :data:`_HAS_UNTIL`); the subject's code then
+  each person's code (:func:`pack_code`); each person's role code (255: a string, in the
+  extras);
+- with :data:`_EXTRAS`: a varint length and an orjson object of what is rare: ``o`` the
+  offset in seconds (null: a naive time), ``a`` identifier anomalies (as in format "2": 0
+  subject's USCC, 1 its ID number, 2 + i person i's, or the path), ``r`` the subject's role,
+  ``l`` a list type and ``p`` person roles outside the code tables;
+- the rest: the text, source, then (with an entry) the subject's name, authority, basis and
+  each person's name, joined by NUL (an orjson list instead when a text holds a NUL).
 
 A list type or role outside the code tables is stored as its string. The tables, this layout,
-and the bucket count and ref role codes of :mod:`.layout` are :data:`RECORD_FORMAT`: changing
-any of them (even appending a code: an older reader would not know it) means a new format
-number, and a generation in another format is rebuilt, never read
-(:func:`sanctiongate.index.store.check_serving`).
+the dictionary, and the bucket count, ref fields (``ref_field``) and ref role codes of
+:mod:`.layout` are :data:`RECORD_FORMAT`: changing any of them (even appending a code: an
+older reader would not know it) means a new format number, and a generation in another format
+is rebuilt, never read (:func:`sanctiongate.index.store.check_serving`).
 """
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
+from ..domain.identifiers import USCC_ALPHABET
 from ..domain.models import ListEntry, RelatedPerson, StoredEntry, Subject, trusted
+from .vocabulary import WORDS
 
-RECORD_FORMAT = "2"  # "1" (implicit, no meta field): version|polarity:list_type|StoredEntry JSON
-
+RECORD_FORMAT = "3"
+# "2": version|count-code|positional orjson body; "1" (no meta field): version|polarity:
+# list_type|StoredEntry JSON.
 # Code tables: the position is the code. Any change is a new RECORD_FORMAT.
 LIST_TYPES = (
     "dishonest_judgment_debtor",
@@ -78,7 +95,7 @@ _ANOMALY_PATHS = (
     *(f"entry.related_persons[{i}].id_number" for i in range(50)),
 )
 _ANOMALY_CODE = {path: i for i, path in enumerate(_ANOMALY_PATHS)}
-_TIMEZONES: dict[int, timezone] = {}
+_TIMEZONES: dict[int, timezone] = {_CST_OFFSET: timezone(timedelta(seconds=_CST_OFFSET)), 0: UTC}
 
 
 def count_code(stored: StoredEntry) -> str:
@@ -99,178 +116,413 @@ def count_key(code: str) -> tuple[str, str]:
     return polarity, rest[1:] if rest.startswith(":") else LIST_TYPES[int(rest)]
 
 
+# --- codes -------------------------------------------------------------------------------------
+
+_NO_CODE, _USCC_FORM, _ID_FORM, _TEXT_FORM = 0, 1, 2, 3
+_ID_CHECKS = "0123456789X"
+# A USCC character as a base-31 digit character (int(…, 31) reads 0-9, a-u), and back in pairs.
+_TO_BASE31 = str.maketrans(USCC_ALPHABET, "0123456789abcdefghijklmnopqrstu")
+_USCC_PAIRS = tuple(a + b for a in USCC_ALPHABET for b in USCC_ALPHABET)
+_USCC_CHARS = frozenset(USCC_ALPHABET)
+_PACKED: dict[str, bytes] = {}  # the probes of checks: a few per request, bounded below
+
+
+def pack_code(code: str | None) -> bytes:
+    """A listed party's code as stored in a record: a form byte then, for a resident ID
+    number's form (17 ASCII digits and a check 0-9 or X), 8 bytes; for a USCC's form (18
+    characters of its alphabet), 12 bytes; else the varint length and the UTF-8 text. Exact
+    whatever the check character says, so a code that fails its check round-trips; ``\\x00``
+    for no code. A check's code packs the same way, so its bytes can be looked for in a
+    record (:func:`may_hold_code`)."""
+    if code is None:
+        return b"\x00"
+    if len(code) == 18 and code.isascii():
+        if code[:17].isdigit() and code[17] in _ID_CHECKS:
+            number = int(code[:17]) * 11 + _ID_CHECKS.index(code[17])
+            return b"\x02" + number.to_bytes(8, "big")
+        if _USCC_CHARS.issuperset(code):
+            return b"\x01" + int(code.translate(_TO_BASE31), 31).to_bytes(12, "big")
+    text = code.encode()
+    return b"\x03" + _varint(len(text)) + text
+
+
+def packed_probe(code: str) -> bytes:
+    """:func:`pack_code` of a check's code, remembered (a check packs the same code once per
+    candidate record)."""
+    packed = _PACKED.get(code)
+    if packed is None:
+        if len(_PACKED) > 10_000:
+            _PACKED.clear()
+        packed = _PACKED[code] = pack_code(code)
+    return packed
+
+
+def _unpack_code(packed: bytes) -> str | None:
+    form = packed[0]
+    if form == _ID_FORM:
+        body, check = divmod(int.from_bytes(packed[1:], "big"), 11)
+        return f"{body:017d}{_ID_CHECKS[check]}"
+    if form == _USCC_FORM:
+        number = int.from_bytes(packed[1:], "big")
+        pairs = []
+        for _ in range(9):
+            number, pair = divmod(number, 961)
+            pairs.append(_USCC_PAIRS[pair])
+        return "".join(reversed(pairs))
+    if form == _NO_CODE:
+        return None
+    return packed[1 + _varint_size(packed, 1) :].decode()
+
+
+def _read_code(body: bytes, at: int) -> int:
+    """Where the packed code starting at ``at`` ends."""
+    form = body[at]
+    if form == _ID_FORM:
+        return at + 9
+    if form == _USCC_FORM:
+        return at + 13
+    if form == _NO_CODE:
+        return at + 1
+    length, end = _read_varint(body, at + 1)
+    return end + length
+
+
+# --- varints -----------------------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    """LEB128 of a non-negative integer."""
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    """(value, position after it)."""
+    byte = data[at]
+    if byte < 0x80:
+        return byte, at + 1
+    n, shift = 0, 0
+    while byte >= 0x80:
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        at += 1
+        byte = data[at]
+    return n | byte << shift, at + 1
+
+
+def _varint_size(data: bytes, at: int) -> int:
+    return _read_varint(data, at)[1] - at
+
+
+# --- text --------------------------------------------------------------------------------------
+
+_DICTIONARY = "".join(WORDS).encode("gb18030")
+_WINDOW_BITS = -11  # raw deflate (no header, no checksum), a 2 KiB window: holds the dictionary
+assert len(_DICTIONARY) <= 2**-_WINDOW_BITS
+# A compressor primed with the dictionary, copied per record (priming costs more than the copy;
+# memLevel 4: a smaller state to copy, and the same output on records this small).
+_PRIMED = zlib.compressobj(9, zlib.DEFLATED, _WINDOW_BITS, 4, zdict=_DICTIONARY)
+
+
+def _deflate(data: bytes) -> bytes:
+    compressor = _PRIMED.copy()
+    return compressor.compress(data) + compressor.flush()
+
+
+def _inflate(data: bytes) -> bytes:
+    return zlib.decompressobj(_WINDOW_BITS, zdict=_DICTIONARY).decompress(data)
+
+
+def _encode_text(texts: list[str]) -> tuple[int, bytes]:
+    """(flags, bytes) of the record's texts."""
+    flags = 0
+    if any("\0" in t for t in texts):
+        text = orjson.dumps(texts).decode()
+        flags |= _TEXT_JSON
+    else:
+        text = "\0".join(texts)
+    try:
+        data = text.encode("gb18030")
+        if data.decode("gb18030") != text:  # not lossless for this text: keep it exact
+            raise UnicodeError
+    except UnicodeError:
+        data = text.encode()
+        flags |= _UTF8
+    deflated = _deflate(data)
+    if len(deflated) < len(data):
+        return flags | _DEFLATED, deflated
+    return flags, data
+
+
+def _decode_text(flags: int, data: bytes) -> list[str]:
+    if flags & _DEFLATED:
+        data = _inflate(data)
+    text = data.decode("utf-8" if flags & _UTF8 else "gb18030")
+    return orjson.loads(text) if flags & _TEXT_JSON else text.split("\0")
+
+
 # --- encoding ----------------------------------------------------------------------------------
+
+# flags (the body's first byte)
+_HAS_ENTRY = 0x01
+_UNCODED = 0x02  # some listed party has no code (then a name may match it: SPEC §4)
+_DEFLATED = 0x04
+_UTF8 = 0x08
+_EXTRAS = 0x10
+_MICROS = 0x20
+_OFFSET_SHIFT = 6  # top two bits: 0 +08:00, 1 UTC, 2 in the extras (another offset or naive)
+# state (the second byte): the low nibble is 2 × reason code + removed
+_HAS_UNTIL = 0x10
+_DISPUTED = 0x20
+_TEXT_JSON = 0x40  # the texts are an orjson list (one holds a NUL), not NUL-joined
+_TEXT_FLAGS = _DEFLATED | _UTF8  # the text flags kept in ``flags``; _TEXT_JSON is in ``state``
+# fixed-width integers (big-endian; int.from_bytes reads them faster than varints, and at
+# today's values a varint would take as many bytes)
+_TIME_AT = 2  # the event time follows flags and state
+_SECONDS = 5  # signed: ±17,000 years around 1970, every datetime
+_MICROSECONDS = 3
+_DAYS = 3  # signed: every date
+_OTHER_LIST_TYPE = 15
+_OTHER_ROLE = 255
 
 
 def encode_record(stored: StoredEntry) -> bytes:
-    body = orjson.dumps(_record_body(stored))
-    return f"{stored.version}|{count_code(stored)}|".encode() + body
+    return f"{stored.version}|{count_code(stored)}|".encode() + _record_body(stored)
 
 
-def _record_body(stored: StoredEntry) -> list[Any]:
+def _record_body(stored: StoredEntry) -> bytes:
+    extras: dict[str, Any] = {}
     at = stored.event_time
     offset = at.utcoffset()
     if offset is None:
         seconds = (at - _NAIVE_EPOCH) // _ONE_SECOND
-        offset_s: int | None = None
+        extras["o"] = None
+        offset_form = 2
     else:
         seconds = (at - _EPOCH) // _ONE_SECOND
         offset_s = offset // _ONE_SECOND
-    entry = _entry_body(stored.entry) if stored.entry is not None else 0
-    body: list[Any] = [
-        stored.source,
-        seconds,
-        entry,
-        2 * _REASON_CODE[stored.reason] + stored.removed,
-        offset_s,
-        at.microsecond,
-        [_ANOMALY_CODE.get(path, path) for path in stored.identifier_anomalies],
-    ]
-    return _trim(body, _RECORD_DEFAULTS)
+        offset_form = 0 if offset_s == _CST_OFFSET else 1 if offset_s == 0 else 2
+        if offset_form == 2:
+            extras["o"] = offset_s
+    flags = offset_form << _OFFSET_SHIFT
+    state = 2 * _REASON_CODE[stored.reason] + stored.removed
+    time_part = seconds.to_bytes(_SECONDS, "big", signed=True)
+    if at.microsecond:
+        flags |= _MICROS
+        time_part += at.microsecond.to_bytes(_MICROSECONDS, "big")
+    if stored.identifier_anomalies:
+        extras["a"] = [_ANOMALY_CODE.get(path, path) for path in stored.identifier_anomalies]
+    texts = [stored.source]
+    entry_part = b""
+    if stored.entry is not None:
+        flags |= _HAS_ENTRY
+        entry_part, entry_state, uncoded = _entry_part(stored.entry, extras, texts)
+        state |= entry_state
+        if uncoded:
+            flags |= _UNCODED
+    text_flags, text = _encode_text(texts)
+    flags |= text_flags & _TEXT_FLAGS
+    state |= text_flags & _TEXT_JSON
+    extras_part = b""
+    if extras:
+        flags |= _EXTRAS
+        extras_json = orjson.dumps(extras)
+        extras_part = _varint(len(extras_json)) + extras_json
+    return bytes((flags, state)) + time_part + entry_part + extras_part + text
 
 
-_RECORD_DEFAULTS = (_CST_OFFSET, 0, [])
-_ENTRY_DEFAULTS = (None, 0, [])
-
-
-def _trim(items: list[Any], defaults: tuple[Any, ...]) -> list[Any]:
-    """Leave out the trailing items (the last ``len(defaults)``) that hold their default."""
-    end = len(items)
-    for default in reversed(defaults):
-        value = items[end - 1]
-        if value != default or type(value) is not type(default):
-            break
-        end -= 1
-    return items[:end] if end < len(items) else items
-
-
-def _entry_body(entry: ListEntry) -> list[Any]:
+def _entry_part(
+    entry: ListEntry, extras: dict[str, Any], texts: list[str]
+) -> tuple[bytes, int, bool]:
+    """(bytes, state bits, some party has no code) of a listing; the rare parts go to
+    ``extras``, the texts to ``texts``."""
     subject = entry.subject
-    subject_body: list[Any] = [
-        _KIND_CODE[subject.kind],
-        subject.name,
-        subject.id_number if subject.kind == "natural_person" else subject.uscc,
-    ]
+    list_type = _LIST_TYPE_CODE.get(entry.list_type)
+    if list_type is None:
+        list_type = _OTHER_LIST_TYPE
+        extras["l"] = entry.list_type
     if subject.role is not None:
-        subject_body.append(subject.role)
-    persons = [[_ROLE_CODE.get(p.role, p.role), p.name, p.id_number] for p in entry.related_persons]
-    until = entry.effective_until
-    body = [
-        _LIST_TYPE_CODE.get(entry.list_type, entry.list_type),
-        _POLARITY_CODE[entry.polarity],
-        subject_body,
-        entry.authority,
-        entry.basis,
-        entry.effective_from.toordinal() - _EPOCH_DAY,
-        None if until is None else until.toordinal() - _EPOCH_DAY,
-        int(entry.disputed),
-        persons,
-    ]
-    return _trim(body, _ENTRY_DEFAULTS)
+        extras["r"] = subject.role
+    persons = entry.related_persons
+    code = subject.id_number if subject.kind == "natural_person" else subject.uscc
+    codes = [pack_code(code)] + [pack_code(p.id_number) for p in persons]
+    roles = bytes(_ROLE_CODE.get(p.role, _OTHER_ROLE) for p in persons)
+    if _OTHER_ROLE in roles:
+        extras["p"] = [None if p.role in _ROLE_CODE else p.role for p in persons]
+    state = _DISPUTED if entry.disputed else 0
+    days = (entry.effective_from.toordinal() - _EPOCH_DAY).to_bytes(_DAYS, "big", signed=True)
+    if entry.effective_until is not None:
+        state |= _HAS_UNTIL
+        days += (entry.effective_until.toordinal() - _EPOCH_DAY).to_bytes(_DAYS, "big", signed=True)
+    texts += [subject.name, entry.authority, entry.basis, *(p.name for p in persons)]
+    kinds = list_type << 4 | _POLARITY_CODE[entry.polarity] << 2 | _KIND_CODE[subject.kind]
+    head = bytes((kinds, len(persons)))
+    return head + days + b"".join(codes) + roles, state, b"\x00" in codes
 
 
 # --- decoding ----------------------------------------------------------------------------------
+
+
+class Split(NamedTuple):
+    """A record's body read up to its codes: enough to tell whom it lists
+    (:func:`may_hold_identifier`) without building anything."""
+
+    body: bytes
+    flags: int
+    state: int
+    codes: list[bytes]  # packed (pack_code): the subject's, then each person's
+    end: int  # where the codes end
 
 
 def decode_record(raw: bytes | None, entry_id: str) -> StoredEntry | None:
     """The StoredEntry of record ``raw`` (stored under ``entry_id``), or None for no record."""
     if not raw:
         return None
-    version, body = split_record(raw)
-    return decode_body(version, body, entry_id)
+    version, split = split_record(raw)
+    return decode_body(version, split, entry_id)
 
 
-def split_record(raw: bytes) -> tuple[bytes, list[Any]]:
-    """A (non-empty) record's version and its parsed body, before any model is built: a reader
-    can look at the body (:func:`may_hold_identifier`) and build only what it needs."""
+def split_record(raw: bytes) -> tuple[bytes, Split]:
+    """A (non-empty) record's version and its body read up to the codes, before any model is
+    built: a reader can look at whom it lists (:func:`may_hold_identifier`) and build only
+    what it needs."""
     version, _, rest = raw.partition(b"|")
-    return version, orjson.loads(rest.partition(b"|")[2])
+    body = rest.partition(b"|")[2]
+    flags = body[0]
+    if not flags & _HAS_ENTRY:
+        return version, Split(body, flags, body[1], [], 2)
+    at = _TIME_AT + _SECONDS + (_MICROSECONDS if flags & _MICROS else 0)
+    persons = body[at + 1]
+    at += 2 + (2 * _DAYS if body[1] & _HAS_UNTIL else _DAYS)
+    codes = []
+    for _ in range(persons + 1):
+        end = _read_code(body, at)
+        codes.append(body[at:end])
+        at = end
+    return version, Split(body, flags, body[1], codes, at)
 
 
-def may_hold_code(raw: bytes, identifier: bytes) -> bool:
-    """False only when record ``raw`` surely lists no party with code ``identifier`` nor any
-    party without a code. Codes are plain ASCII in the JSON, and a party without one ends in a
-    null code, ``[kind, name, null]`` / ``[role, name, null]`` or ``[kind, name, null, "role"]``
-    (orjson writes no spaces; other nulls, an open end date or a naive time, are followed by a
-    number). Text found proves nothing: parse the body and ask :func:`may_hold_identifier`."""
-    return identifier in raw or b",null]" in raw or b',null,"' in raw
+def may_hold_code(raw: bytes, packed: bytes) -> bool:
+    """False only when record ``raw`` surely lists no party with the code packed as
+    ``packed`` (:func:`packed_probe`) nor any party without a code: the flags byte says
+    whether one lacks a code, and a listed code is stored as its packed bytes. Bytes found
+    prove nothing: split the record and ask :func:`may_hold_identifier`."""
+    flags = raw[raw.index(b"|", raw.index(b"|") + 1) + 1]
+    return bool(flags & _UNCODED) or packed in raw
 
 
-def may_hold_identifier(body: list[Any], identifier: str) -> bool:
+def may_hold_identifier(split: Split, identifier: str) -> bool:
     """Whether a check of a subject carrying ``identifier`` could match this listing at all:
     some listed party has that code, or has no code (then its name may match, SPEC §4). A
     listing whose parties all carry other codes cannot match such a subject in any way, so
     its models need not be built. A superset of what matches: matching decides the rest."""
-    entry = body[2]
-    if not entry:
+    if not split.flags & _HAS_ENTRY:
         return False  # a remove that never saw an upsert: nothing to match
-    listed = entry[2][2]
-    if not listed or listed == identifier:
-        return True
-    if len(entry) > 8:
-        for person in entry[8]:
-            if not person[2] or person[2] == identifier:
-                return True
-    return False
+    return bool(split.flags & _UNCODED) or packed_probe(identifier) in split.codes
 
 
-def decode_body(version: bytes, body: list[Any], entry_id: str) -> StoredEntry:
+def decode_body(version: bytes, split: Split, entry_id: str) -> StoredEntry:
     """The StoredEntry of a record split by :func:`split_record`."""
-    source, seconds, entry, removal, *tail = body
-    offset_s = tail[0] if tail else _CST_OFFSET
-    since_epoch = timedelta(seconds=seconds, microseconds=tail[1] if len(tail) > 1 else 0)
-    if offset_s is None:
+    body, flags, state = split.body, split.flags, split.state
+    at = _TIME_AT + _SECONDS
+    seconds = int.from_bytes(body[_TIME_AT:at], "big", signed=True)
+    micros = 0
+    if flags & _MICROS:
+        micros = int.from_bytes(body[at : at + _MICROSECONDS], "big")
+        at += _MICROSECONDS
+    if flags & _HAS_ENTRY:
+        head, persons = body[at], body[at + 1]
+        at += 2
+        effective_from = int.from_bytes(body[at : at + _DAYS], "big", signed=True)
+        until = None
+        if state & _HAS_UNTIL:
+            until = int.from_bytes(body[at + _DAYS : at + 2 * _DAYS], "big", signed=True)
+        at = split.end
+        roles = body[at : at + persons]
+        at += persons
+    extras: dict[str, Any] = {}
+    if flags & _EXTRAS:
+        length, at = _read_varint(body, at)
+        extras = orjson.loads(body[at : at + length])
+        at += length
+    texts = _decode_text(flags & _TEXT_FLAGS | state & _TEXT_JSON, body[at:])
+    since_epoch = timedelta(seconds=seconds, microseconds=micros)
+    offset_form = flags >> _OFFSET_SHIFT
+    if offset_form == 0:
+        event_time = (_EPOCH + since_epoch).astimezone(_TIMEZONES[_CST_OFFSET])
+    elif offset_form == 1:
+        event_time = _EPOCH + since_epoch
+    elif extras["o"] is None:
         event_time = _NAIVE_EPOCH + since_epoch
     else:
-        event_time = (_EPOCH + since_epoch).astimezone(_timezone(offset_s))
+        event_time = (_EPOCH + since_epoch).astimezone(_timezone(extras["o"]))
+    entry = None
+    if flags & _HAS_ENTRY:
+        entry = _decode_entry(head, split.codes, roles, texts, effective_from, until, state, extras)
+    removal = state & 0x0F
     return trusted(
         StoredEntry,
         entry_id=entry_id,
         version=int(version),
         event_time=event_time,
-        source=source,
-        entry=_decode_entry(entry) if entry else None,
+        source=texts[0],
+        entry=entry,
         removed=bool(removal & 1),
         reason=REASONS[removal >> 1],
         identifier_anomalies=[
-            _ANOMALY_PATHS[a] if type(a) is int else a for a in (tail[2] if len(tail) > 2 else ())
+            _ANOMALY_PATHS[a] if type(a) is int else a for a in extras.get("a", ())
         ],
     )
 
 
-def _decode_entry(body: list[Any]) -> ListEntry:
-    list_type, polarity, subject, authority, basis, effective_from, *tail = body
-    kind = KINDS[subject[0]]
-    identifier = subject[2]
+def _decode_entry(
+    head: int,
+    codes: list[bytes],
+    roles: bytes,
+    texts: list[str],
+    effective_from: int,
+    until: int | None,
+    state: int,
+    extras: dict[str, Any],
+) -> ListEntry:
+    list_type = head >> 4
+    kind = KINDS[head & 3]
+    identifier = _unpack_code(codes[0])
     person = kind == "natural_person"
-    until = tail[0] if tail else None
+    other_roles = extras.get("p")
     return trusted(
         ListEntry,
-        list_type=LIST_TYPES[list_type] if type(list_type) is int else list_type,
-        polarity=POLARITIES[polarity],
+        list_type=extras["l"] if list_type == _OTHER_LIST_TYPE else LIST_TYPES[list_type],
+        polarity=POLARITIES[head >> 2 & 3],
         subject=trusted(
             Subject,
             kind=kind,
-            name=subject[1],
+            name=texts[1],
             uscc=None if person else identifier,
             id_number=identifier if person else None,
-            role=subject[3] if len(subject) > 3 else None,
+            role=extras.get("r"),
         ),
         related_persons=[
             trusted(
                 RelatedPerson,
-                role=ROLES[role] if type(role) is int else role,
+                role=other_roles[i] if role == _OTHER_ROLE else ROLES[role],
                 kind="natural_person",
-                name=name,
-                id_number=id_number,
+                name=texts[4 + i],
+                id_number=_unpack_code(codes[1 + i]),
             )
-            for role, name, id_number in (tail[2] if len(tail) > 2 else ())
+            for i, role in enumerate(roles)
         ],
-        authority=authority,
-        basis=basis,
+        authority=texts[2],
+        basis=texts[3],
         effective_from=date.fromordinal(effective_from + _EPOCH_DAY),
         effective_until=None if until is None else date.fromordinal(until + _EPOCH_DAY),
-        disputed=bool(tail[1]) if len(tail) > 1 else False,
+        disputed=bool(state & _DISPUTED),
     )
 
 

@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -41,12 +40,14 @@ from .layout import (
     ROLE_SEPARATOR,
     Layout,
     pack_ref,
+    ref_field,
     role_code,
     unpack_refs,
 )
 from .ledger import CLAIM_LEASE_SECONDS
 from .records import (
     RECORD_FORMAT,
+    Split,
     count_code,
     count_key,
     decode_body,
@@ -54,6 +55,7 @@ from .records import (
     encode_record,
     may_hold_code,
     may_hold_identifier,
+    packed_probe,
     split_record,
 )
 
@@ -220,6 +222,10 @@ if not current or current < tonumber(batch.newest_us) then
   redis.call('HSET', batch.meta, 'newest_event_us', batch.newest_us,
              'newest_event_time', batch.newest_time)
 end
+local function ref_of(entry_id, code)  -- layout.pack_ref: the entry_id alone for the subject
+  if code == '' then return entry_id end
+  return entry_id .. rsep .. code
+end
 local function add_ref(key, field, ref)
   local cur = redis.call('HGET', key, field)
   if not cur then redis.call('HSET', key, field, ref) return end
@@ -256,14 +262,14 @@ for i, change in ipairs(batch.changes) do
     out[i] = -1
   else
     for j = 1, #adds, 4 do
-      add_ref(bucket_key(adds[j + 1], adds[j]), adds[j + 2], entry_id .. rsep .. adds[j + 3])
+      add_ref(bucket_key(adds[j + 1], adds[j]), adds[j + 2], ref_of(entry_id, adds[j + 3]))
     end
     if old_field ~= '' then redis.call('HINCRBY', counts, old_field, -1) end
     redis.call('HSET', entries, entry_id, string.sub(records, first, at - 1))
     if count_field ~= '' then redis.call('HINCRBY', counts, count_field, 1) end
     for j = 1, #removes, 4 do
       remove_ref(
-        bucket_key(removes[j + 1], removes[j]), removes[j + 2], entry_id .. rsep .. removes[j + 3]
+        bucket_key(removes[j + 1], removes[j]), removes[j + 2], ref_of(entry_id, removes[j + 3])
       )
     end
     if change[8] == 'z' then redis.call('ZADD', activations, change[9], entry_id)
@@ -550,9 +556,9 @@ class SanctionIndex:
         bucket = self.layout.bucket
         flat: list[str | int] = []
         for identifier, role in ids:
-            flat += ("i", bucket(identifier), identifier, role_code(role))
+            flat += ("i", bucket(identifier), ref_field(identifier), role_code(role))
         for name, role in names:
-            flat += ("n", bucket(name), name, role_code(role))
+            flat += ("n", bucket(name), ref_field(name), role_code(role))
         return flat
 
     async def _apply_per_slot(
@@ -613,13 +619,13 @@ class SanctionIndex:
         for identifier, role in ids:
             await script(
                 keys=[self.layout.identifiers(gen, identifier)],
-                args=[identifier, pack_ref(stored.entry_id, role), REF_SEPARATOR],
+                args=[ref_field(identifier), pack_ref(stored.entry_id, role), REF_SEPARATOR],
                 client=pipe,
             )
         for name, role in names:
             await script(
                 keys=[self.layout.names(gen, name)],
-                args=[name, pack_ref(stored.entry_id, role), REF_SEPARATOR],
+                args=[ref_field(name), pack_ref(stored.entry_id, role), REF_SEPARATOR],
                 client=pipe,
             )
 
@@ -671,8 +677,8 @@ class SanctionIndex:
         reads: list[tuple[str, int, str]] = []
         for identifier, name in lookups:
             if identifier:
-                reads.append(("i", bucket(identifier), identifier))
-            reads.append(("n", bucket(name), name))
+                reads.append(("i", bucket(identifier), ref_field(identifier)))
+            reads.append(("n", bucket(name), ref_field(name)))
         raw_meta, refs = await self._read_with_meta(gen, reads)
         meta = self._serving(raw_meta, gen)
         wanted = wanted_entry_ids(lookups, refs)
@@ -740,10 +746,16 @@ class SanctionIndex:
         return found
 
     async def entries_for_identifier(self, gen: str, identifier: str) -> list[StoredEntry]:
-        raw = await self.redis.hget(self.layout.identifiers(gen, identifier), identifier)
+        field_ = ref_field(identifier)
+        raw = await self.redis.hget(self.layout.identifiers(gen, identifier), field_)
         refs = unpack_refs(raw)
         records = await self.entries(gen, {entry_id for entry_id, _ in refs})
-        return [records[e] for e in sorted(records)]
+        # A field may hold refs of another code too (layout.ref_field): keep this code's.
+        return [
+            records[e]
+            for e in sorted(records)
+            if any(code == identifier for code, _ in records[e].index_keys()[0])
+        ]
 
     async def counts(self, gen: str) -> dict[tuple[str, str], int]:
         layout = self.layout
@@ -856,14 +868,15 @@ def _could_match(
 
     Most records read for a subject with a code came through its name only and list parties
     that all carry other codes: they can match in no way, so no model is built for them, and
-    most are not even parsed (:func:`may_hold_code`, then :func:`may_hold_identifier`). Each
+    most are not even split (:func:`may_hold_code` on the raw bytes, then
+    :func:`may_hold_identifier` on the codes; the text is inflated only for what is built). Each
     record is parsed and built at most once, however many lookups want it.
     """
     raw_of = {e: raw for e, raw in zip(entry_ids, raws, strict=True) if raw}
-    bodies: dict[str, tuple[bytes, list[Any]]] = {}
+    bodies: dict[str, tuple[bytes, Split]] = {}
     built: dict[str, StoredEntry] = {}
 
-    def body(entry_id: str) -> tuple[bytes, list[Any]]:
+    def body(entry_id: str) -> tuple[bytes, Split]:
         split = bodies.get(entry_id)
         if split is None:
             split = bodies[entry_id] = split_record(raw_of[entry_id])
@@ -871,7 +884,7 @@ def _could_match(
 
     found: list[list[StoredEntry]] = []
     for (identifier, _), ids in zip(lookups, wanted, strict=True):
-        code = identifier.encode() if identifier else b""
+        code = packed_probe(identifier) if identifier else b""
         entries = []
         for entry_id in ids:  # the order as ever (the set's)
             raw = raw_of.get(entry_id)
