@@ -144,15 +144,15 @@ async def test_a_wipe_between_the_two_reads_is_never_answered(
     lookup = [(code, normalise_name("擦除公司"))]
     try:
         reader = scripted(index) if path == "scripted" else per_slot(index)
-        first_read = reader._read_with_meta
+        first_read = reader._read_fields
 
         async def read_then_wipe(gen, reads):  # type: ignore[no-untyped-def]
             replies = await first_read(gen, reads)
-            reader._read_with_meta = first_read  # type: ignore[method-assign]
+            reader._read_fields = first_read  # type: ignore[method-assign]
             await wipe()
             return replies
 
-        reader._read_with_meta = read_then_wipe  # type: ignore[method-assign]
+        reader._read_fields = read_then_wipe  # type: ignore[method-assign]
         candidates = reader.candidates
         with pytest.raises(IndexUnavailable):
             await candidates(gen, lookup)

@@ -114,7 +114,7 @@ async def test_a_record_written_between_read_and_write_is_redone_per_slot(
         )
     )
     second = ListChange.model_validate(list_change("moved-1", 2, subject=org(uscc(), "后写公司")))
-    read_records = index._read_batch
+    read_records = index._read_fields
 
     async def read_then_other_worker_writes(*args: object, **kwargs: object) -> list:
         before = await read_records(*args, **kwargs)
@@ -122,9 +122,9 @@ async def test_a_record_written_between_read_and_write_is_redone_per_slot(
         return before
 
     try:
-        index._read_batch = read_then_other_worker_writes  # type: ignore[method-assign]
+        index._read_fields = read_then_other_worker_writes  # type: ignore[method-assign]
         result = await index.apply_changes(gen, [second])
-        index._read_batch = read_records  # type: ignore[method-assign]
+        index._read_fields = read_records  # type: ignore[method-assign]
         assert [a.change for a in result.applied] == [second]
         assert result.applied[0].before is not None and result.applied[0].before.version == 1
         snap = await snapshot(index, gen)

@@ -122,12 +122,6 @@ _ACTIVATION_CLAIM_LIMIT = 10_000
 
 _SCRIPT_CHUNK = 2_000  # keys per read script: a 10,000-subject batch never holds Redis long
 
-_READ_RECORDS = """
-local found = {}
-for i = 1, #KEYS do found[i] = redis.call('HGET', KEYS[i], ARGV[i]) end
-return found
-"""
-
 # Standalone Redis only: the fields of a candidate read. ARGV[1]: the generation's bucket base
 # (Layout.bucket_base); ARGV[2]: JSON [kind, bucket, field, …], one triple per field read
 # (false where absent), after the meta hash's flat field/value list when KEYS[1] (the meta) is
@@ -176,24 +170,6 @@ for field, total in pairs(totals) do
   out[#out + 1] = total
 end
 return out
-"""
-)
-
-# Standalone Redis only: the stored record of each change of a batch. ARGV[1]: the
-# generation's bucket base (Layout.bucket_base); ARGV[2]: a JSON array [bucket, entry_id, …]
-# (two arguments for any batch: redis-py packs every argument in Python, ~1 µs each).
-_READ_BATCH = (
-    """
-local base = ARGV[1]
-"""
-    + BUCKET_KEY_LUA
-    + """
-local wanted = cjson.decode(ARGV[2])
-local found = {}
-for i = 1, #wanted, 2 do
-  found[#found + 1] = redis.call('HGET', bucket_key(wanted[i], 'e'), wanted[i + 1])
-end
-return found
 """
 )
 
@@ -385,9 +361,7 @@ class SanctionIndex:
         self._cas = redis.register_script(_CAS_ENTRY)
         self._add_ref = redis.register_script(_ADD_REF)
         self._remove_ref = redis.register_script(_REMOVE_REF)
-        self._read_records = redis.register_script(_READ_RECORDS)
         self._apply_batch = redis.register_script(_APPLY_BATCH)
-        self._read_batch = redis.register_script(_READ_BATCH)
         self._read_joined = redis.register_script(_READ_JOINED)
         self._sum_counts = redis.register_script(_SUM_COUNTS)
         self._note_newest = redis.register_script(_NOTE_NEWEST)
@@ -472,10 +446,11 @@ class SanctionIndex:
         layout = self.layout
         base = layout.bucket_base(gen)
         buckets = [layout.bucket(c.entry_id) for c in changes]
-        wanted: list[int | str] = []
-        for bucket, change in zip(buckets, changes, strict=True):
-            wanted += (bucket, change.entry_id)
-        stored_before = await self._read_batch(args=[base, orjson.dumps(wanted)])
+        _, stored_before = await self._read_fields(
+            gen,
+            [("e", b, c.entry_id) for b, c in zip(buckets, changes, strict=True)],
+            meta=False,
+        )
         plans = await self._plan(gen, changes, stored_before, result)
         if not plans:
             return
@@ -679,13 +654,13 @@ class SanctionIndex:
             if identifier:
                 reads.append(("i", bucket(identifier), ref_field(identifier)))
             reads.append(("n", bucket(name), ref_field(name)))
-        raw_meta, refs = await self._read_with_meta(gen, reads)
+        raw_meta, refs = await self._read_fields(gen, reads)
         meta = self._serving(raw_meta, gen)
         wanted = wanted_entry_ids(lookups, refs)
         if not self.per_slot and not any(wanted):  # one script read the refs and the meta
             return meta, [[] for _ in wanted]
         entry_ids = sorted(set().union(*wanted))
-        raw_meta, raws = await self._read_with_meta(gen, [("e", bucket(e), e) for e in entry_ids])
+        raw_meta, raws = await self._read_fields(gen, [("e", bucket(e), e) for e in entry_ids])
         self._serving(raw_meta, gen)
         return meta, _could_match(lookups, wanted, entry_ids, raws)
 
@@ -696,11 +671,12 @@ class SanctionIndex:
             raise GenerationChanged
         return meta
 
-    async def _read_with_meta(
-        self, gen: str, reads: list[tuple[str, int, str]]
+    async def _read_fields(
+        self, gen: str, reads: list[tuple[str, int, str]], meta: bool = True
     ) -> tuple[dict[bytes, bytes], list[bytes | None]]:
-        """The meta hash and, for each (kind, bucket, field) of ``reads``, that field of that
-        bucket of kind ``kind`` (``e``, ``i`` or ``n``) in ``gen``.
+        """The meta hash (empty when ``meta`` is false) and, for each (kind, bucket, field) of
+        ``reads``, that field of that bucket of kind ``kind`` (``e``, ``i`` or ``n``) in
+        ``gen``.
 
         Per slot (Cluster) the meta is read last in the pipeline, so a wipe during the reads
         shows in it; on a single Redis the first script reads it atomically with its keys.
@@ -710,34 +686,31 @@ class SanctionIndex:
         if self.per_slot:
             for kind, bucket, field_ in reads:
                 pipe.hget(layout.bucket_key(gen, bucket, kind), field_)
-            pipe.hgetall(layout.meta)
-            *values, raw_meta = await pipe.execute()
-            return raw_meta, values
+            if meta:
+                pipe.hgetall(layout.meta)
+            values = await pipe.execute()
+            return (values.pop() if meta else {}), values
         base = layout.bucket_base(gen)
         for start in range(0, max(len(reads), 1), _SCRIPT_CHUNK):
             flat = [x for read in reads[start : start + _SCRIPT_CHUNK] for x in read]
             await self._read_joined(
-                keys=[layout.meta] if start == 0 else [],
+                keys=[layout.meta] if meta and start == 0 else [],
                 args=[base, orjson.dumps(flat)],
                 client=pipe,
             )
-        first, *rest = await pipe.execute()
-        flat_meta, *values = first
-        values += [value for chunk in rest for value in chunk]
+        chunks = await pipe.execute()
+        values = [value for chunk in chunks for value in chunk]
+        if not meta:
+            return {}, values
+        flat_meta = values.pop(0)
         return dict(zip(flat_meta[::2], flat_meta[1::2], strict=True)), values
 
     async def entries(self, gen: str, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
         entry_ids = list(entry_ids)
         if not entry_ids:
             return {}
-        keys = [self.layout.entries(gen, entry_id) for entry_id in entry_ids]
-        if self.per_slot:
-            pipe = self.redis.pipeline(transaction=False)
-            for key, entry_id in zip(keys, entry_ids, strict=True):
-                pipe.hget(key, entry_id)
-            raws = await pipe.execute()
-        else:
-            raws = await self._read_records(keys=keys, args=entry_ids)
+        bucket = self.layout.bucket
+        _, raws = await self._read_fields(gen, [("e", bucket(e), e) for e in entry_ids], meta=False)
         found = {}
         for entry_id, raw in zip(entry_ids, raws, strict=True):
             stored = decode_record(raw, entry_id)
