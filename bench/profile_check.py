@@ -1,4 +1,4 @@
-"""The check core alone: decode approval events, Checker.assess_many, decision_from.
+"""The check core alone: decode approval events, Checker.decide_many.
 
     bench/profile_check.py load 100000     # listings into a fresh index (prefix sgcheck)
     bench/profile_check.py run 20000 [cumulative] [--profile]
@@ -24,7 +24,7 @@ import orjson
 from common import REDIS_PORT, list_upsert, submitted_event
 from redis.asyncio import Redis
 
-from sanctiongate.checks import Checker, as_of, decision_from
+from sanctiongate.checks import Checker, IdentifierNotListed
 from sanctiongate.domain.models import ApprovalEvent, ListChange
 from sanctiongate.index import Layout, SanctionIndex
 from sanctiongate.index.store import new_generation
@@ -96,18 +96,8 @@ async def run(count: int, profile: bool) -> None:
 
 async def one_batch(checker: Checker, raws: list[bytes], digest: Any, mix: dict[str, int]) -> None:
     evs = [decode(r, ApprovalEvent, "approval_event/v1") for r in raws]
-    meta, outcomes = await checker.assess_many([(e.subjects, e.matter) for e in evs], NOW)
-    snap = as_of(meta, NOW)
-    for e, outcome in zip(evs, outcomes, strict=True):
-        d = decision_from(
-            e.subjects,
-            outcome,
-            matter=e.matter,
-            department=e.department,
-            request_id=e.request_id,
-            snapshot=snap,
-            now=NOW,
-        )
+    for d in await checker.decide_many(evs, NOW):
+        assert not isinstance(d, IdentifierNotListed), d.field
         mix[d.decision] = mix.get(d.decision, 0) + 1
         digest.update(d.model_dump_json(exclude={"as_of"}).encode())
 

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
@@ -70,6 +70,19 @@ def _unlisted_anomalies(subjects: Sequence[Subject], candidates: list[list[Store
         listed = {code for stored in found for code, _ in stored.index_keys()[0]}
         if subject.identifier not in listed:
             raise IdentifierNotListed(anomalies[0])
+
+
+class Requested(Protocol):
+    """What a decision is asked for (an approval event has these)."""
+
+    @property
+    def subjects(self) -> Sequence[Subject]: ...
+    @property
+    def matter(self) -> Matter: ...
+    @property
+    def department(self) -> str: ...
+    @property
+    def request_id(self) -> str: ...
 
 
 Lookup = tuple[str | None, str]  # (identifier or None, normalised name)
@@ -191,6 +204,31 @@ class Checker:
                 ]
             )
         return meta, outcomes
+
+    async def decide_many(
+        self, requests: Sequence[Requested], now: datetime
+    ) -> list[Decision | IdentifierNotListed]:
+        """The Decision of each request (a stream's approval events) with one index lookup; a
+        request whose identifier fails its check character (and is not listed as such) gets
+        :class:`IdentifierNotListed` in its place."""
+        if not requests:
+            return []
+        meta, assessed = await self.assess_many([(r.subjects, r.matter) for r in requests], now)
+        snapshot = as_of(meta, now)
+        return [
+            outcome
+            if isinstance(outcome, IdentifierNotListed)
+            else decision_from(
+                request.subjects,
+                outcome,
+                matter=request.matter,
+                department=request.department,
+                request_id=request.request_id,
+                snapshot=snapshot,
+                now=now,
+            )
+            for request, outcome in zip(requests, assessed, strict=True)
+        ]
 
     async def check(
         self,

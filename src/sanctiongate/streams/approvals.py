@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from .. import metrics
 from ..audit import audit_record
-from ..checks import IdentifierNotListed, as_of, decision_from
+from ..checks import IdentifierNotListed
 from ..domain.models import (
     Alert,
     ApprovalEvent,
@@ -123,34 +123,15 @@ class ApprovalComparison:
 
     async def _assess(self, events: list[Decoded]) -> list[Decision | RejectionError]:
         """Decide every event with one index lookup; a typing-slip identifier is rejected."""
-        if not events:
-            return []
-        now = datetime.now(UTC)
-        meta, assessed = await self.runtime.checker.assess_many(
-            [(e.subjects, e.matter) for _, e in events], now
+        decided = await self.runtime.checker.decide_many(
+            [event for _, event in events], datetime.now(UTC)
         )
-        snapshot = as_of(meta, now)
-        outcomes: list[Decision | RejectionError] = []
-        for (_, event), outcome in zip(events, assessed, strict=True):
-            if isinstance(outcome, IdentifierNotListed):
-                outcomes.append(
-                    RejectionError(
-                        code="identifier_check_failed", message=outcome.message, path=outcome.field
-                    )
-                )
-                continue
-            outcomes.append(
-                decision_from(
-                    event.subjects,
-                    outcome,
-                    matter=event.matter,
-                    department=event.department,
-                    request_id=event.request_id,
-                    snapshot=snapshot,
-                    now=now,
-                )
-            )
-        return outcomes
+        return [
+            RejectionError(code="identifier_check_failed", message=d.message, path=d.field)
+            if isinstance(d, IdentifierNotListed)
+            else d
+            for d in decided
+        ]
 
     def _count(self, decisions: Iterable[Decision], elapsed: float) -> None:
         """Counted per batch: one labels() per label set, not per decision."""
