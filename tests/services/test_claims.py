@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from sanctiongate.index.ledger import CLAIM_LEASE_SECONDS, Ledger
+from sanctiongate.index.lease import CLAIM_LEASE_SECONDS
+from sanctiongate.index.ledger import Ledger
 from sanctiongate.streams.monitor import Monitor, RetroactiveComparison
 from sanctiongate.streams.runtime import Runtime
 

@@ -29,14 +29,14 @@ key                            type   content
 ``{p}:{g.b}:n``                hash   :func:`ref_field` of a normalised name → the same
 ``{p}:{g}:measures``           hash   measure_id → Measure JSON (default catalogue + topic)
 ``{p}:{g}:activations``        zset   entry_id scored by the epoch second its listing starts
-                                      (a claimed one: by its lease's end)
+                                      (a claimed one: by its lease's end; .lease)
 ``{p}:rebuild-lock``           string holder id, with a TTL: one rebuilder at a time
 ``{p}:req:{dept}:{request_id}`` string a decision, for idempotent retries (expires)
 ``{p}:dec:{dept}:{request_id}`` string the decision of a request (HTTP or stream), for
                                       ``approval_despite_block`` and idempotent stream decisions
 ``{p}:ap:{identifier}``        zset   approvals of a subject (look-back), scored by approval time
 ``{p}:{fb}:due``               zset   ``dept␟request_id`` of block/review decisions, by SLA due time
-                                      (a claimed one: by its lease's end; .ledger)
+                                      (a claimed one: by its lease's end; .lease)
 ``{p}:{fb}:info``              hash   the same member → what an overdue alert needs (masked)
 ``{p}:{fb}:done``              zset   members whose feedback arrived, by arrival time
 ``{p}:{fb}:overdue``           zset   members past the SLA without feedback, by claim time

@@ -21,6 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from ..domain.models import Decision, MaskedSubject
 from ..domain.monitoring import Approval
 from .layout import ROLE_SEPARATOR, Layout
+from .lease import CLAIM_DUE, CLAIM_LEASE_SECONDS, SETTLE_DUE
 
 _REGISTER_DUE = """
 if redis.call('ZSCORE', KEYS[3], ARGV[1]) or redis.call('ZSCORE', KEYS[4], ARGV[1]) then
@@ -39,43 +40,6 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 return redis.call('ZREM', KEYS[4], ARGV[1])
 """
-
-# Claiming leases due items: their score moves to the lease's end, so no other claim takes
-# them meanwhile. Settling (after the alerts are on the broker) moves each still held under
-# that lease to the overdue set. A worker that dies in between loses nothing: the lease ends,
-# the items are due again, and the next claim raises their alerts (same alert ids, so an alert
-# published before the crash is not raised twice). KEYS: due, info. ARGV: now, limit, lease end.
-_CLAIM_OVERDUE = """
-local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local out = {}
-for _, member in ipairs(items) do
-  redis.call('ZADD', KEYS[1], ARGV[3], member)
-  table.insert(out, member)
-  table.insert(out, redis.call('HGET', KEYS[2], member) or '')
-end
-return out
-"""
-
-# KEYS: due, info, overdue. ARGV: lease end, claim time, members. A member whose feedback came
-# meanwhile has left ``due``; one claimed again under a later lease is that claim's to settle.
-_SETTLE_OVERDUE = """
-local lease = tonumber(ARGV[1])
-local settled = 0
-for i = 3, #ARGV do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == lease then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    redis.call('HDEL', KEYS[2], ARGV[i])
-    redis.call('ZADD', KEYS[3], ARGV[2], ARGV[i])
-    settled = settled + 1
-  end
-end
-return settled
-"""
-
-# How long a claimed item stays invisible to other claims: far longer than publishing a burst
-# of alerts takes, short enough that a crashed worker's alerts are raised within a minute.
-CLAIM_LEASE_SECONDS = 60.0
 
 # Standalone Redis only (keys of many slots): the look-back approvals of many subjects in one
 # command, not one command each (redis-py spends ~25 µs of client CPU per command).
@@ -158,8 +122,8 @@ class Ledger:
         self.decision_ttl_seconds = decision_ttl_seconds
         self._register_due = redis.register_script(_REGISTER_DUE)
         self._feedback_received = redis.register_script(_FEEDBACK_RECEIVED)
-        self._claim_overdue = redis.register_script(_CLAIM_OVERDUE)
-        self._settle_overdue = redis.register_script(_SETTLE_OVERDUE)
+        self._claim_due = redis.register_script(CLAIM_DUE)
+        self._settle_due = redis.register_script(SETTLE_DUE)
         self._approvals_since = redis.register_script(_APPROVALS_SINCE)
         self._keep_first_decisions = redis.register_script(_KEEP_FIRST_DECISIONS)
 
@@ -338,7 +302,7 @@ class Ledger:
         alerts are published (until then, or if that never happens, they are due again when
         the lease ends)."""
         lease_until = now + CLAIM_LEASE_SECONDS
-        reply = await self._claim_overdue(
+        reply = await self._claim_due(
             keys=[self.layout.feedback(p) for p in ("due", "info")],
             args=[now, limit, lease_until],
         )
@@ -365,7 +329,7 @@ class Ledger:
         if not claim.members:
             return 0
         return int(
-            await self._settle_overdue(
+            await self._settle_due(
                 keys=[self.layout.feedback(p) for p in ("due", "info", "overdue")],
                 args=[claim.lease_until, claim.claimed_at, *claim.members],
             )

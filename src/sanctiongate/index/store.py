@@ -44,7 +44,7 @@ from .layout import (
     role_code,
     unpack_refs,
 )
-from .ledger import CLAIM_LEASE_SECONDS
+from .lease import CLAIM_DUE, CLAIM_LEASE_SECONDS, SETTLE_DUE
 from .records import (
     RECORD_FORMAT,
     Split,
@@ -103,21 +103,6 @@ redis.call('HSET', KEYS[1], 'newest_event_us', ARGV[1], 'newest_event_time', ARG
 return 1
 """
 
-# Activations are leased like overdue feedback (.ledger): claimed by moving their score to the
-# lease's end, forgotten once compared unless rescheduled meanwhile. KEYS[1]: activations.
-_CLAIM_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], member) end
-return due
-"""
-_SETTLE_DUE = """
-local lease = tonumber(ARGV[1])
-for i = 2, #ARGV do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == lease then redis.call('ZREM', KEYS[1], ARGV[i]) end
-end
-return 0
-"""
 _ACTIVATION_CLAIM_LIMIT = 10_000
 
 _SCRIPT_CHUNK = 2_000  # keys per read script: a 10,000-subject batch never holds Redis long
@@ -365,8 +350,8 @@ class SanctionIndex:
         self._read_joined = redis.register_script(_READ_JOINED)
         self._sum_counts = redis.register_script(_SUM_COUNTS)
         self._note_newest = redis.register_script(_NOTE_NEWEST)
-        self._claim_due = redis.register_script(_CLAIM_DUE)
-        self._settle_due = redis.register_script(_SETTLE_DUE)
+        self._claim_due = redis.register_script(CLAIM_DUE)
+        self._settle_due = redis.register_script(SETTLE_DUE)
 
     # --- meta --------------------------------------------------------------------------------
 
@@ -617,7 +602,7 @@ class SanctionIndex:
             pipe.zrem(key, stored.entry_id)
 
     async def due_activations(self, gen: str, now: float) -> ActivationClaim:
-        """Lease the listings whose start has come (see :data:`.ledger.CLAIM_LEASE_SECONDS`):
+        """Lease the listings whose start has come (:mod:`.lease`):
         :meth:`settle_activations` once they are compared; if that never happens (the worker
         died), they are due again when the lease ends and another tick compares them."""
         lease_until = now + CLAIM_LEASE_SECONDS
@@ -632,7 +617,7 @@ class SanctionIndex:
         if claim.entry_ids:
             await self._settle_due(
                 keys=[self.layout.activations(claim.gen)],
-                args=[claim.lease_until, *claim.entry_ids],
+                args=[claim.lease_until, 0, *claim.entry_ids],  # no set to move them to
             )
 
     # --- reads -------------------------------------------------------------------------------
