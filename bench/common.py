@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 from sanctiongate.devstack import run_stack, stop_child
 from sanctiongate.domain.identifiers import (
@@ -248,6 +249,8 @@ class Namespace:
 class Worker:
     """``sanctiongate worker`` as a subprocess, its output in a log under .run/bench."""
 
+    live: ClassVar[set[Worker]] = set()  # started and not yet stopped: stop_all() at exit
+
     def __init__(self, space: Namespace, name: str) -> None:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = RUN_DIR / f"worker-{space.ns}-{name}.log"
@@ -264,6 +267,7 @@ class Worker:
             env=env,
             cwd=RUN_DIR,  # faust writes its data directory into the working directory
         )
+        Worker.live.add(self)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -298,6 +302,13 @@ class Worker:
     def stop(self) -> None:
         stop_child(self.proc, grace=60)
         self._log.close()
+        Worker.live.discard(self)
+
+    @classmethod
+    def stop_all(cls) -> None:
+        """Whatever a failed phase left running: a stray worker would load the next runs."""
+        for worker in list(cls.live):
+            worker.stop()
 
 
 def metric_sum(exposition: str, name: str, **labels: str) -> float:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import statistics
 import sys
@@ -171,6 +172,11 @@ async def read_all(settings: Settings, topic: str, expected: int) -> list[bytes]
 # --- 1. ingest -------------------------------------------------------------------------------
 
 
+def rounded(value: float, digits: int | None = None) -> float | None:
+    """None for a rate the polls could not resolve (all done by the first poll: use more)."""
+    return None if math.isnan(value) else round(value, digits)
+
+
 def changes(count: int, start: int = 0) -> Iterable[tuple[str, dict]]:
     for n in range(start, start + count):
         message = list_upsert(n, with_person=n % PERSON_SHARE == 0)
@@ -231,10 +237,10 @@ async def bench_ingest(space: Namespace, settings: Settings, count: int) -> tupl
         "changes": count,
         "produce_per_s": round(count / produce_s),
         "raw_aiokafka_per_s": round(raw_rate),
-        "worker_changes_per_s": round(steady),
+        "worker_changes_per_s": rounded(steady),
         "worker_changes_per_s_with_startup": round(count / (done_at - launched)),
         "worker_changes_per_cpu_s": round((count - first_value) / cpu) if cpu else None,
-        "ratio_to_raw": round(steady / raw_rate, 3),
+        "ratio_to_raw": rounded(steady / raw_rate, 3),
         "stale": int(metric_sum(exposition, "sanctiongate_list_changes_total", result="stale")),
         "rejected": int(
             metric_sum(exposition, "sanctiongate_list_changes_total", result="rejected")
@@ -399,7 +405,7 @@ async def bench_decisions(
     figures = {
         "events": count,
         "produce_per_s": round(count / produce_s),
-        "decisions_per_s": round(steady),
+        "decisions_per_s": rounded(steady),
         "decisions_per_s_with_startup": round(count / (now - launched)),
         "worker_decisions_per_cpu_s": round((count - first_value) / cpu) if cpu else None,
         "distinct_requests": len({d["request_id"] for d in decisions}),
@@ -573,7 +579,6 @@ async def run(args: argparse.Namespace) -> dict:
         settings, SanctionIndex(redis, Layout(prefix=settings.index_prefix)), "bench"
     ).rebuild("benchmark start")
     await redis.aclose()
-    worker: Worker | None = None
     try:
         if not args.skip_stream:
             worker, results["ingest"] = await bench_ingest(space, settings, args.changes)
@@ -581,18 +586,15 @@ async def run(args: argparse.Namespace) -> dict:
                 settings, worker, args.changes, args.samples, args.rate
             )
             worker.stop()
-            worker = None
             if args.approvals:  # --approvals 0: ingest and memory only
                 worker, results["decisions"] = await bench_decisions(
                     space, settings, args.approvals, args.changes
                 )
                 worker.stop()
-                worker = None
         if args.entries:
             results["memory"] = await bench_memory(settings, args.entries)
     finally:
-        if worker is not None:
-            worker.stop()
+        Worker.stop_all()
     results["load_at_end"] = load()
     return results
 
