@@ -10,13 +10,14 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from redis.asyncio import Redis
 
 from sanctiongate.domain.identifiers import normalise_name
 from sanctiongate.domain.models import ListChange
 from sanctiongate.index import Layout, SanctionIndex
 from sanctiongate.index.layout import ref_field
-from sanctiongate.index.store import new_generation
+from sanctiongate.index.store import GenerationChanged, new_generation
 from tests.conftest import Services
 from tests.ids import id_number, uscc
 
@@ -114,5 +115,39 @@ async def test_a_shared_ref_field_never_shows_another_subjects_listing(services:
         assert [s.entry_id for s in candidates[0]] == ["ours-1"]
     finally:
         await index.drop_generation(gen)
+        await redis.delete(layout.meta)
+        await redis.aclose()
+
+
+@pytest.mark.parametrize("per_slot", [False, True], ids=["one-script", "per-slot"])
+async def test_a_live_apply_writes_nothing_into_a_generation_that_no_longer_serves(
+    services: Services, per_slot: bool
+) -> None:
+    """The live ingest reads the meta with the stored records (no round trip of its own): a
+    generation wiped or switched away since it was last seen gets nothing written."""
+    redis = Redis.from_url(services.redis_url)
+    layout = Layout(prefix=f"serving{random.randrange(10**6)}", buckets=64)
+    index = SanctionIndex(redis, layout, per_slot=per_slot)
+    old = new = new_generation()
+    while new == old:  # ids count milliseconds
+        new = new_generation()
+    try:
+        await index.switch_generation(old, {})
+        first = _change("s-1", 1, datetime.now(UTC), "在用公司")
+        assert [a.change for a in (await index.apply_changes(old, [first], serving=True)).applied]
+        await index.switch_generation(new, {})  # a rebuild switched: old serves no more
+        late = _change("s-2", 1, datetime.now(UTC), "迟到公司")
+        with pytest.raises(GenerationChanged):
+            await index.apply_changes(old, [late], serving=True)
+        assert await index.entries(old, ["s-2"]) == {}
+        await redis.delete(layout.meta)  # wiped
+        with pytest.raises(GenerationChanged):
+            await index.apply_changes(new, [late], serving=True)
+        assert await index.entries(new, ["s-2"]) == {}
+        # A rebuild writes a generation that does not serve yet: not refused.
+        assert (await index.apply_changes(new, [late])).applied
+    finally:
+        await index.drop_generation(old)
+        await index.drop_generation(new)
         await redis.delete(layout.meta)
         await redis.aclose()

@@ -379,7 +379,18 @@ class SanctionIndex:
 
     # --- list changes ------------------------------------------------------------------------
 
-    async def apply_changes(self, gen: str, changes: Sequence[ListChange]) -> ApplyResult:
+    async def apply_changes(
+        self, gen: str, changes: Sequence[ListChange], serving: bool = False
+    ) -> ApplyResult:
+        """Apply a batch of list changes to generation ``gen``.
+
+        ``serving``: ``gen`` is the one the caller believes serves (the live ingest). The meta
+        is read in the same round trip as the stored records, and :class:`GenerationChanged`
+        is raised, with nothing written, when ``gen`` no longer serves in this code's format
+        (wiped, switched by a rebuild, written by another version): the caller finds out what
+        happened (:class:`streams.ingest.GenerationWatch`) and retries. A rebuild writing a
+        generation that does not serve yet leaves it false.
+        """
         result = ApplyResult()
         latest: dict[str, ListChange] = {}
         for change in changes:
@@ -393,9 +404,9 @@ class SanctionIndex:
         if not latest:
             return result
         if self.per_slot:
-            await self._apply_per_slot(gen, list(latest.values()), result)
+            await self._apply_per_slot(gen, list(latest.values()), result, serving)
         else:
-            await self._apply_in_one_script(gen, list(latest.values()), result)
+            await self._apply_in_one_script(gen, list(latest.values()), result, serving)
         return result
 
     async def _plan(
@@ -426,16 +437,18 @@ class SanctionIndex:
         return plans
 
     async def _apply_in_one_script(
-        self, gen: str, changes: Sequence[ListChange], result: ApplyResult
+        self, gen: str, changes: Sequence[ListChange], result: ApplyResult, serving: bool
     ) -> None:
         layout = self.layout
         base = layout.bucket_base(gen)
         buckets = [layout.bucket(c.entry_id) for c in changes]
-        _, stored_before = await self._read_fields(
+        meta, stored_before = await self._read_fields(
             gen,
             [("e", b, c.entry_id) for b, c in zip(buckets, changes, strict=True)],
-            meta=False,
+            meta=serving,
         )
+        if serving:
+            _still_serving(meta, gen)
         plans = await self._plan(gen, changes, stored_before, result)
         if not plans:
             return
@@ -522,13 +535,17 @@ class SanctionIndex:
         return flat
 
     async def _apply_per_slot(
-        self, gen: str, changes: Sequence[ListChange], result: ApplyResult
+        self, gen: str, changes: Sequence[ListChange], result: ApplyResult, serving: bool = False
     ) -> None:
         layout = self.layout
         pipe = self.redis.pipeline(transaction=False)
         for change in changes:
             pipe.hget(layout.entries(gen, change.entry_id), change.entry_id)
+        if serving:
+            pipe.hgetall(layout.meta)
         stored_before = await pipe.execute()
+        if serving:
+            _still_serving(stored_before.pop(), gen)
         plans = await self._plan(gen, changes, stored_before, result)
         if not plans:
             return
@@ -885,6 +902,12 @@ def check_serving(meta: IndexMeta, during_rebuild: bool = False) -> None:
             f"the index is in record format {meta.record_format}, this version reads"
             f" {RECORD_FORMAT}; a worker is rebuilding it",
         )
+
+
+def _still_serving(raw_meta: dict[bytes, bytes], gen: str) -> None:
+    meta = _meta_from(raw_meta)
+    if meta.gen != gen or not meta.readable:
+        raise GenerationChanged(gen)
 
 
 def _meta_from(raw: dict[bytes, bytes]) -> IndexMeta:

@@ -13,7 +13,7 @@ from aiokafka import ConsumerRecord
 from .. import metrics
 from ..domain.models import ListChange
 from ..index import IndexUnavailable
-from ..index.store import ApplyResult
+from ..index.store import ApplyResult, GenerationChanged
 from .consumer import SeekTo
 from .deadletter import BadMessage
 from .rebuild import Rebuilder, decode_change
@@ -69,7 +69,6 @@ class ListChangeIngest:
         self.on_applied: list[AppliedHook] = []
 
     async def handle(self, records: Sequence[ConsumerRecord]) -> None:
-        gen = await self.watch.current()
         changes: list[ListChange] = []
         produced_at: dict[tuple[str, int], float] = {}
         letters = []
@@ -85,12 +84,25 @@ class ListChangeIngest:
         seen_at = time.time()
         for source in {change.source for change in changes}:  # one gauge write per source
             metrics.source_seen(source, seen_at)
-        result = await self.runtime.index.apply_changes(gen, changes)
+        result = await self._apply(changes)
         self._observe(result, produced_at)
         for hook in self.on_applied:
             await hook(result)
         if letters:
             await asyncio.gather(*letters)
+
+    async def _apply(self, changes: list[ListChange]) -> ApplyResult:
+        """Into the generation seen serving last; the apply reads the meta in its first round
+        trip and writes nothing if that one no longer serves (one round trip less per batch
+        than reading the meta first, which every change waited for)."""
+        index = self.runtime.index
+        gen = self.watch.seen or await self.watch.current()
+        try:
+            return await index.apply_changes(gen, changes, serving=True)
+        except GenerationChanged:
+            # Wiped (heal, then apply here), switched (SeekTo), or first seen: find out.
+            gen = await self.watch.current()
+            return await index.apply_changes(gen, changes, serving=True)
 
     @staticmethod
     def _observe(result: ApplyResult, produced_at: dict[tuple[str, int], float]) -> None:
