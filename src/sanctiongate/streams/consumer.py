@@ -189,7 +189,13 @@ class BatchConsumer:
     async def _commit_loop(self) -> None:
         backoff = 0.1
         while self._handled:
-            offsets, self._handled = self._handled, {}
+            assigned = self.consumer.assignment()
+            # A partition that moved away is the new owner's to commit (one unassigned
+            # partition would make aiokafka refuse the others' offsets too).
+            offsets = {tp: o for tp, o in self._handled.items() if tp in assigned}
+            self._handled = {}
+            if not offsets:
+                return
             try:
                 await self.consumer.commit(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
