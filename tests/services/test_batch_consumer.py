@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from sanctiongate.streams.consumer import BatchConsumer
+from sanctiongate.streams.consumer import BatchConsumer, SeekTo
 from tests.conftest import Services, eventually
 
 
@@ -159,6 +159,57 @@ async def test_a_failed_batch_is_not_committed(services: Services) -> None:
         await producer.stop()
         await consumer.stop()
     assert attempts.count(b"ok") == 1
+
+
+async def test_a_seek_takes_the_committed_offset_back_with_it(services: Services) -> None:
+    """A switch to a rebuilt generation seeks back to the rebuild's end: what was committed
+    (or in flight) past that point must not outlive the seek, or a worker killed, or a
+    partition moved, before the replay gets there resumes past records the new generation
+    never had."""
+    topic = await new_topic(services, partitions=1)
+    group = f"g-{topic}"
+    handled: list[bytes] = []
+    replaying = asyncio.Event()
+
+    async def handler(records: Sequence[ConsumerRecord]) -> None:
+        if replaying.is_set():
+            await asyncio.Event().wait()  # the replay never gets done: the worker dies here
+        if any(r.value == b"after-switch" for r in records):
+            replaying.set()
+            raise SeekTo({0: 2})  # the rebuild ended at offset 2
+        handled.extend(r.value for r in records)
+
+    consumer = BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=group, handler=handler, client_id="test"
+    )
+    await consumer.start()
+    try:
+        await send_one(services, topic, [f"m{n}".encode() for n in range(5)])
+        await until(lambda: len(handled) == 5)
+
+        async def caught_up() -> bool:
+            return await committed_one(services, topic, group) == 5
+
+        await eventually(caught_up, timeout=30)
+        await send_one(services, topic, [b"after-switch"])
+        await until(replaying.is_set)
+
+        async def back_at_the_seek() -> bool:
+            return await committed_one(services, topic, group) == 2
+
+        await eventually(back_at_the_seek, timeout=10)
+    finally:
+        await consumer.stop()
+
+
+async def send_one(services: Services, topic: str, values: Sequence[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=services.kafka)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, partition=0)
+    finally:
+        await producer.stop()
 
 
 async def committed_one(services: Services, topic: str, group: str) -> int | None:

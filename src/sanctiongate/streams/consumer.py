@@ -139,10 +139,6 @@ class BatchConsumer:
             except SeekTo as seek:
                 self._rewind(batches)  # a partition the seek does not name resumes at its batch
                 self._seek(seek.offsets)
-                # Offsets handled before the seek belong to what it replaces: never commit
-                # past the point the replay starts from.
-                for tp in [tp for tp in self._handled if tp.partition in seek.offsets]:
-                    del self._handled[tp]
             except asyncio.CancelledError:
                 raise
             except (IndexUnavailable, RedisError, OSError, KafkaError) as exc:
@@ -176,15 +172,20 @@ class BatchConsumer:
         for tp, records in batches.items():
             if records:
                 self._handled[tp] = records[-1].offset + 1
+        self._commit_soon()
+
+    def _commit_soon(self) -> None:
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_loop(), name=f"commit:{self.topic}")
 
     async def commit_handled(self) -> None:
-        """Commit everything handled so far and wait for it (rebalance, stop)."""
+        """Commit everything handled so far and wait for it (rebalance, stop). Through the one
+        committer task: two committers could land their commits out of order (a seek's commit
+        goes backwards), and a seek noticed while idle does not wait for the loop's turn."""
+        if self._handled:
+            self._commit_soon()
         if self._committer is not None:
             await asyncio.gather(self._committer, return_exceptions=True)
-        if self._handled:
-            await self._commit_loop()
 
     async def _commit_loop(self) -> None:
         backoff = 0.1
@@ -221,9 +222,17 @@ class BatchConsumer:
                 self.consumer.seek(tp, records[0].offset)
 
     def _seek(self, offsets: dict[int, int]) -> None:
+        sought = {}
         for tp in self.consumer.assignment():
             if tp.partition in offsets:
                 self.consumer.seek(tp, offsets[tp.partition])
+                sought[tp] = offsets[tp.partition]
+        if sought:
+            # What was committed (or is in flight) past the seek belongs to what it replaces:
+            # commit the point the replay starts from, after any commit in flight, so that a
+            # worker killed or a partition moved before the replay gets there resumes from it.
+            self._handled.update(sought)
+            self._commit_soon()
 
 
 class _FinishBatchFirst(ConsumerRebalanceListener):
