@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import OffsetAndMetadata
 
 from sanctiongate.streams.consumer import BatchConsumer, SeekTo
 from tests.conftest import Services, eventually
@@ -70,11 +71,11 @@ async def test_the_next_batch_is_handled_while_a_commit_is_in_flight(services: S
         bootstrap=services.kafka, topic=topic, group=group, handler=handler, client_id="test"
     )
     release = asyncio.Event()
-    commits: list[dict[TopicPartition, int]] = []
+    commits: list[dict[TopicPartition, tuple[int, str]]] = []
     real_commit = consumer.consumer.commit
 
-    async def held_commit(offsets: dict[TopicPartition, int]) -> None:
-        assert all(o <= handled_up_to[tp.partition] for tp, o in offsets.items())
+    async def held_commit(offsets: dict[TopicPartition, tuple[int, str]]) -> None:
+        assert all(o <= handled_up_to[tp.partition] for tp, (o, _) in offsets.items())
         commits.append(dict(offsets))
         await release.wait()  # a coordinator that takes its time
         await real_commit(offsets)
@@ -111,7 +112,7 @@ async def test_stop_commits_what_was_handled(services: Services) -> None:
     )
     real_commit = consumer.consumer.commit
 
-    async def slow_commit(offsets: dict[TopicPartition, int]) -> None:
+    async def slow_commit(offsets: dict[TopicPartition, tuple[int, str]]) -> None:
         await asyncio.sleep(0.5)
         await real_commit(offsets)
 
@@ -217,5 +218,83 @@ async def committed_one(services: Services, topic: str, group: str) -> int | Non
     await reader.start()
     try:
         return await reader.committed(TopicPartition(topic, 0))
+    finally:
+        await reader.stop()
+
+
+class _Tagged:
+    """Positions as the index ingest has them: commits say where records went; a partition
+    committed into another place starts again at ``start_at``."""
+
+    def __init__(self, place: str, start_at: int) -> None:
+        self.place = place
+        self.start_at = start_at
+        self.asked: list[dict[TopicPartition, OffsetAndMetadata]] = []
+
+    def tag(self) -> str:
+        return self.place
+
+    async def resume(
+        self, committed: dict[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, int]:
+        self.asked.append(dict(committed))
+        return {
+            tp: self.start_at
+            for tp, at in committed.items()
+            if at.metadata and at.metadata != self.place and self.start_at < at.offset
+        }
+
+
+async def test_commits_carry_their_tag_and_a_partition_committed_elsewhere_starts_over(
+    services: Services,
+) -> None:
+    topic = await new_topic(services, partitions=1)
+    group = f"g-{topic}"
+    tp = TopicPartition(topic, 0)
+    first: list[bytes] = []
+
+    async def first_handler(records: Sequence[ConsumerRecord]) -> None:
+        first.extend(r.value for r in records)
+
+    old = _Tagged("gen-old", start_at=0)
+    consumer = BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=group, handler=first_handler,
+        client_id="test", positions=old,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        await send_one(services, topic, [f"m{n}".encode() for n in range(5)])
+        await until(lambda: len(first) == 5)
+    finally:
+        await consumer.stop()
+    assert old.asked == [{}]  # asked once, before the first batch; nothing was committed
+    assert (await committed_with_tags(services, group, tp)) == OffsetAndMetadata(5, "gen-old")
+
+    # A successor in a new place: records 2.. never reached it (a rebuild read up to 2).
+    again: list[bytes] = []
+
+    async def second_handler(records: Sequence[ConsumerRecord]) -> None:
+        again.extend(r.value for r in records)
+
+    new = _Tagged("gen-new", start_at=2)
+    consumer = BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=group, handler=second_handler,
+        client_id="test", positions=new,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        await send_one(services, topic, [b"m5"])
+        await until(lambda: b"m5" in again)
+    finally:
+        await consumer.stop()
+    assert again == [b"m2", b"m3", b"m4", b"m5"], "started at the place's start, not the commit"
+    assert (await committed_with_tags(services, group, tp)) == OffsetAndMetadata(6, "gen-new")
+
+
+async def committed_with_tags(services: Services, group: str, tp: TopicPartition) -> object:
+    reader = AIOKafkaConsumer(bootstrap_servers=services.kafka, group_id=group)
+    await reader.start()
+    try:
+        return (await reader._coordinator.fetch_committed_offsets([tp]))[tp]
     finally:
         await reader.stop()

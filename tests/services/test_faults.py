@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from sanctiongate.domain.models import ListChange
 from sanctiongate.index import Layout, SanctionIndex
 from sanctiongate.index.store import new_generation
+from sanctiongate.streams.rebuild import Rebuilder, load_default_measures
 from tests.conftest import REPO, Services, eventually, session_stack, wait_http
 from tests.ids import uscc
 
@@ -209,6 +210,37 @@ async def test_worker_killed_mid_ingest_restarts_into_an_exact_index(
     assert at_kill < target, "the kill came after the ingest finished: nothing was in flight"
     assert replacement.proc.poll() is None
     assert set(answers) == {"block"}, answers  # the index kept answering from Redis
+    await assert_equals_replay(stack, redis)
+
+
+async def test_a_worker_started_after_a_switch_it_never_saw_replays_what_the_switch_missed(
+    stack: Stack, producer: AIOKafkaProducer, redis: Redis
+) -> None:
+    """A rebuild reads the topic up to E and switches; meanwhile the live worker applied E..X
+    into the old generation, committed X and stopped before it saw the switch. Its successor
+    must start at E (the commit names the old generation), or E..X never reach the index."""
+    topic = stack.settings.topic_list_changes
+    index = index_of(stack, redis)
+    start = await bulk_count(stack, redis)
+    early, late = bulk(40, 0, "sw-early"), bulk(40, 0, "sw-late")
+    await send_many(producer, topic, early)
+
+    async def ingested(count: int) -> bool:
+        return await bulk_count(stack, redis) == count
+
+    await eventually(lambda: ingested(start + 40), timeout=60)
+    # The rebuild's replay into a generation that does not serve yet, up to here.
+    rebuilder = Rebuilder(stack.settings, index, "test-switch")
+    gen = new_generation()
+    await index.put_measures(gen, load_default_measures(stack.settings))
+    ends = await rebuilder._replay_all(gen)
+    await send_many(producer, topic, late)  # the live worker writes these into the old one
+    await eventually(lambda: ingested(start + 80), timeout=60)
+    for worker in [w for w in stack.workers if w.proc.poll() is None]:
+        worker.stop()  # a clean stop: its last offsets are committed
+    await index.switch_generation(gen, ends)  # the switch no worker saw
+    start_worker(stack)
+    await eventually(lambda: ingested(start + 80), timeout=90)
     await assert_equals_replay(stack, redis)
 
 

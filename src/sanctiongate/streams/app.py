@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     monitor = Monitor(runtime, ledger, retroactive)
     consumers: list[BatchConsumer] = []
 
-    def consumer_for(topic: str, handler, idle=None) -> BatchConsumer:  # type: ignore[no-untyped-def]
+    def consumer_for(topic: str, handler, idle=None, positions=None) -> BatchConsumer:  # type: ignore[no-untyped-def]
         return BatchConsumer(
             bootstrap=settings.kafka_bootstrap,
             topic=topic,
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             batch_size=settings.ingest_batch_size,
             timeout_ms=settings.ingest_batch_timeout_ms,
             idle=idle,
+            positions=positions,
         )
 
     @app.service
@@ -93,9 +94,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
             measure_watch = GenerationWatch(runtime, rebuilder, settings.topic_measures)
             consumers.extend(
                 [
-                    consumer_for(settings.topic_list_changes, ingest.handle, list_watch.idle),
                     consumer_for(
-                        settings.topic_measures, MeasureIngest(runtime, measure_watch).handle
+                        settings.topic_list_changes, ingest.handle, list_watch.idle, list_watch
+                    ),
+                    consumer_for(
+                        settings.topic_measures,
+                        MeasureIngest(runtime, measure_watch).handle,
+                        positions=measure_watch,
                     ),
                     consumer_for(
                         settings.topic_approvals, ApprovalComparison(runtime, ledger).handle

@@ -20,9 +20,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
 from redis.exceptions import RedisError
 
 from ..index import IndexUnavailable
@@ -46,6 +48,24 @@ class SeekTo(Exception):
         self.offsets = offsets
 
 
+class Positions(Protocol):
+    """Where a consumer's partitions resume, for a handler whose writes go to a place that can
+    be replaced under it (the index's generations, :class:`.ingest.GenerationWatch`).
+
+    Each commit carries ``tag()``, taken when its batch was handled: where those records went.
+    Before the first batch of a newly assigned partition (at start, after a rebalance),
+    ``resume`` sees the committed offsets with their tags and says where to start instead:
+    a worker that starts after a switch it never saw, or inherits a partition from one that
+    did not see it, must replay what the new generation lacks, not resume past it.
+    """
+
+    def tag(self) -> str: ...
+
+    async def resume(
+        self, committed: dict[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, int]: ...
+
+
 class BatchConsumer:
     def __init__(
         self,
@@ -58,6 +78,7 @@ class BatchConsumer:
         batch_size: int = 2000,
         timeout_ms: int = 20,
         idle: Callable[[], Awaitable[None]] | None = None,
+        positions: Positions | None = None,
     ) -> None:
         self.topic = topic
         self.group = group
@@ -65,6 +86,7 @@ class BatchConsumer:
         self.batch_size = batch_size
         self.timeout_ms = timeout_ms
         self.idle = idle
+        self.positions = positions
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -79,7 +101,9 @@ class BatchConsumer:
         # Held from fetching a batch to committing it: a rebalance waits for it, so a partition
         # moves to another worker only after this one has finished writing what it read.
         self._turn = asyncio.Lock()
-        self._handled: dict[TopicPartition, int] = {}  # next offsets, handled but not committed
+        # Next offset and tag per partition, handled but not committed.
+        self._handled: dict[TopicPartition, tuple[int, str]] = {}
+        self._unplaced: set[TopicPartition] = set()  # assigned, not yet past ``positions``
         self._committer: asyncio.Task[None] | None = None
         self.last_record_time: float | None = None  # produce time of the newest record handled
 
@@ -122,9 +146,14 @@ class BatchConsumer:
             batches: dict[TopicPartition, list[ConsumerRecord]] = {}
             try:
                 async with self._turn:
+                    if self._unplaced:
+                        await self._place()
                     batches = await self.consumer.getmany(
                         timeout_ms=self.timeout_ms, max_records=self.batch_size
                     )
+                    if self._unplaced:  # assigned while we waited: placed first, read again
+                        self._rewind(batches)
+                        continue
                     records = [
                         r for tp in sorted(batches, key=lambda t: t.partition) for r in batches[tp]
                     ]
@@ -169,10 +198,14 @@ class BatchConsumer:
 
     def _handed_over(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """The batch is handled: its offsets go to the committer, which runs beside the loop."""
+        tag = self._tag()
         for tp, records in batches.items():
             if records:
-                self._handled[tp] = records[-1].offset + 1
+                self._handled[tp] = (records[-1].offset + 1, tag)
         self._commit_soon()
+
+    def _tag(self) -> str:
+        return self.positions.tag() if self.positions is not None else ""
 
     def _commit_soon(self) -> None:
         if self._committer is None or self._committer.done():
@@ -223,16 +256,40 @@ class BatchConsumer:
 
     def _seek(self, offsets: dict[int, int]) -> None:
         sought = {}
+        tag = self._tag()
         for tp in self.consumer.assignment():
             if tp.partition in offsets:
                 self.consumer.seek(tp, offsets[tp.partition])
-                sought[tp] = offsets[tp.partition]
+                sought[tp] = (offsets[tp.partition], tag)
         if sought:
             # What was committed (or is in flight) past the seek belongs to what it replaces:
             # commit the point the replay starts from, after any commit in flight, so that a
             # worker killed or a partition moved before the replay gets there resumes from it.
             self._handled.update(sought)
             self._commit_soon()
+
+    async def _place(self) -> None:
+        """Ask ``positions`` where the newly assigned partitions start (see :class:`Positions`).
+        Until it has answered (Redis may be away), none of their records is handled."""
+        assigned = self.consumer.assignment()
+        self._unplaced &= assigned
+        if self.positions is None or not self._unplaced:
+            self._unplaced.clear()
+            return
+        tps = sorted(self._unplaced, key=lambda t: t.partition)
+        # The coordinator's own call: ``committed()`` returns the offsets without their tags.
+        committed = await self.consumer._coordinator.fetch_committed_offsets(tps)
+        for tp, offset in (await self.positions.resume(committed)).items():
+            if tp in assigned:
+                log.warning(
+                    "%s: partition %d starts at %d, before its commit (%d) into another place",
+                    self.topic,
+                    tp.partition,
+                    offset,
+                    committed[tp].offset,
+                )
+                self.consumer.seek(tp, offset)
+        self._unplaced.difference_update(tps)
 
 
 class _FinishBatchFirst(ConsumerRebalanceListener):
@@ -261,4 +318,6 @@ class _FinishBatchFirst(ConsumerRebalanceListener):
             )
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.owner.positions is not None:
+            self.owner._unplaced.update(assigned)
         log.info("%s: assigned %s", self.owner.topic, sorted(tp.partition for tp in assigned))

@@ -8,7 +8,8 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 
 from .. import metrics
 from ..domain.models import ListChange
@@ -52,6 +53,31 @@ class GenerationWatch:
             raise SeekTo({int(p): int(o) for p, o in ends.items()})
         self.seen = meta.gen
         return meta.gen
+
+    def tag(self) -> str:
+        """Stamped on each commit (:class:`.consumer.Positions`): the generation the batch was
+        written into."""
+        return self.seen or ""
+
+    async def resume(
+        self, committed: dict[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, int]:
+        """Partitions whose commit was made into another generation than the serving one
+        start where the rebuild that made it stopped reading (its records after that point
+        were written into the generation it replaced). Commits without a tag (made by a
+        version before tags) are taken as they are."""
+        meta = await self.runtime.index.read_meta()
+        if meta.gen is None or not meta.readable:
+            return {}  # wiped: the heal replays everything up to its end
+        ends = meta.rebuild_ends().get(self.topic, {})
+        starts: dict[TopicPartition, int] = {}
+        for tp, at in committed.items():
+            if at.offset < 0 or not at.metadata or at.metadata == meta.gen:
+                continue
+            start = int(ends.get(str(tp.partition), 0))
+            if start < at.offset:
+                starts[tp] = start
+        return starts
 
     async def idle(self) -> None:
         """Notice a wiped index even when no message arrives."""
