@@ -251,44 +251,38 @@ async def test_commits_carry_their_tag_and_a_partition_committed_elsewhere_start
     topic = await new_topic(services, partitions=1)
     group = f"g-{topic}"
     tp = TopicPartition(topic, 0)
-    first: list[bytes] = []
-
-    async def first_handler(records: Sequence[ConsumerRecord]) -> None:
-        first.extend(r.value for r in records)
-
     old = _Tagged("gen-old", start_at=0)
-    consumer = BatchConsumer(
-        bootstrap=services.kafka, topic=topic, group=group, handler=first_handler,
-        client_id="test", positions=old,
-    )  # fmt: skip
-    await consumer.start()
-    try:
-        await send_one(services, topic, [f"m{n}".encode() for n in range(5)])
-        await until(lambda: len(first) == 5)
-    finally:
-        await consumer.stop()
+    first = await consume_sent(services, topic, group, old, [f"m{n}".encode() for n in range(5)])
+    assert first == [b"m0", b"m1", b"m2", b"m3", b"m4"]
     assert old.asked == [{}]  # asked once, before the first batch; nothing was committed
     assert (await committed_with_tags(services, group, tp)) == OffsetAndMetadata(5, "gen-old")
 
     # A successor in a new place: records 2.. never reached it (a rebuild read up to 2).
-    again: list[bytes] = []
+    again = await consume_sent(services, topic, group, _Tagged("gen-new", start_at=2), [b"m5"])
+    assert again == [b"m2", b"m3", b"m4", b"m5"], "started at the place's start, not the commit"
+    assert (await committed_with_tags(services, group, tp)) == OffsetAndMetadata(6, "gen-new")
 
-    async def second_handler(records: Sequence[ConsumerRecord]) -> None:
-        again.extend(r.value for r in records)
 
-    new = _Tagged("gen-new", start_at=2)
+async def consume_sent(
+    services: Services, topic: str, group: str, positions: _Tagged, values: list[bytes]
+) -> list[bytes]:
+    """Send ``values`` and consume until the last one is handled; what was handled, in order."""
+    handled: list[bytes] = []
+
+    async def handler(records: Sequence[ConsumerRecord]) -> None:
+        handled.extend(r.value for r in records)
+
     consumer = BatchConsumer(
-        bootstrap=services.kafka, topic=topic, group=group, handler=second_handler,
-        client_id="test", positions=new,
+        bootstrap=services.kafka, topic=topic, group=group, handler=handler,
+        client_id="test", positions=positions,
     )  # fmt: skip
     await consumer.start()
     try:
-        await send_one(services, topic, [b"m5"])
-        await until(lambda: b"m5" in again)
+        await send_one(services, topic, values)
+        await until(lambda: values[-1] in handled)
     finally:
         await consumer.stop()
-    assert again == [b"m2", b"m3", b"m4", b"m5"], "started at the place's start, not the commit"
-    assert (await committed_with_tags(services, group, tp)) == OffsetAndMetadata(6, "gen-new")
+    return handled
 
 
 async def committed_with_tags(services: Services, group: str, tp: TopicPartition) -> object:
