@@ -218,7 +218,9 @@ class BatchConsumer:
         if self._handled:
             self._commit_soon()
         if self._committer is not None:
-            await asyncio.gather(self._committer, return_exceptions=True)
+            [outcome] = await asyncio.gather(self._committer, return_exceptions=True)
+            if isinstance(outcome, Exception):  # not committed: replayed, but say why
+                log.error("%s: committer failed: %r", self.topic, outcome)
 
     async def _commit_loop(self) -> None:
         backoff = 0.1

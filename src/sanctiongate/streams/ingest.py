@@ -128,7 +128,11 @@ class ListChangeIngest:
         except GenerationChanged:
             # Wiped (heal, then apply here), switched (SeekTo), or first seen: find out.
             gen = await self.watch.current()
+        try:
             return await index.apply_changes(gen, changes, serving=True)
+        except GenerationChanged:
+            # Moved again meanwhile: the consumer retries the batch, as for any outage.
+            raise IndexUnavailable("index_switching", "the index switched during a batch") from None
 
     @staticmethod
     def _observe(result: ApplyResult, produced_at: dict[tuple[str, int], float]) -> None:
