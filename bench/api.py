@@ -447,8 +447,9 @@ def main() -> int:
         peak = max(results["api"].values(), key=lambda r: r.rps)
         idle = results["api"][min(a.concurrency)]
         paced("api", targets["api"], work, bodies, token, peak, idle, a.duration)
-        print("bulk comparison (10,000 subjects per batch, 10% listed):", flush=True)
-        asyncio.run(batches(targets["api"], token, listed, a.batches))
+        if a.batches:  # --batches 0: single checks only
+            print("bulk comparison (10,000 subjects per batch, 10% listed):", flush=True)
+            asyncio.run(batches(targets["api"], token, listed, a.batches))
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         for proc in servers.values():
