@@ -113,6 +113,8 @@ LIST_CHANGE_FAULTS: list[tuple[str, bytes | None, str, str | None]] = [
         "invalid_date",
         "event_time",
     ),
+    # Filed under another key than its entry_id: compaction would keep or drop the wrong one.
+    ("dl-key", orjson.dumps(_good_change("dl-key-elsewhere")), "key_mismatch", "entry_id"),
 ]
 
 
@@ -201,6 +203,8 @@ async def test_a_bad_measure_is_dead_lettered_and_the_next_one_applies(
         "dlm-schema": (orjson.dumps({**good, "schema": "measure/v0"}), "unknown_schema", "schema"),
         "dlm-effect": (orjson.dumps({**good, "effect": "forbid"}), "schema_violation", "effect"),
         "dlm-roles": (orjson.dumps({**good, "roles": []}), "schema_violation", "roles"),
+        # Its tombstone (keyed DL-M-9) would never compact this one away.
+        "dlm-key": (orjson.dumps({**good, "measure_id": "DL-M-9"}), "key_mismatch", "measure_id"),
     }
     before = await metric(stack.worker_url, "sanctiongate_rejected_total", source_topic=topic)
     sent = {}

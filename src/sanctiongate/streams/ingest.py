@@ -17,7 +17,7 @@ from ..index import IndexUnavailable
 from ..index.store import ApplyResult, GenerationChanged
 from .consumer import SeekTo
 from .deadletter import BadMessage
-from .rebuild import Rebuilder, decode_change
+from .rebuild import Rebuilder, change_of
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class ListChangeIngest:
         letters = []
         for record in records:
             try:
-                change = decode_change(record.value)
+                change = change_of(record)
             except BadMessage as bad:
                 metrics.list_changes_total.labels(op="unknown", result="rejected").inc()
                 letters.append(await self.runtime.dead_letter(record, bad.error))

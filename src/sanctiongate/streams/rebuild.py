@@ -47,6 +47,27 @@ def decode_change(raw: bytes | None) -> ListChange:
     return decode(raw, ListChange, "list_change/v1")
 
 
+def change_of(record: ConsumerRecord) -> ListChange:
+    """The record's ListChange, or :class:`BadMessage`, also when its key is not its entry_id."""
+    change = decode_change(record.value)
+    check_key(record.key, change.entry_id, "entry_id")
+    return change
+
+
+def check_key(key: bytes | None, identity: str, field: str) -> None:
+    """SPEC §3: a compacted topic is keyed by the message's own id. Compaction keeps the last
+    message per key, so one filed under another key would outlive the tombstone of its own id
+    (a deleted measure coming back at the next rebuild), or delete another's. A message
+    without a key is taken as it is (a compacted topic refuses those)."""
+    if key is None:
+        return
+    text = key.decode("utf-8", "replace").strip()
+    if text != identity:
+        raise BadMessage(
+            "key_mismatch", f"the message key {text!r} is not its {field} {identity!r}", field
+        )
+
+
 class RebuildBusy(Exception):
     """Another process holds the rebuild lock."""
 
@@ -143,7 +164,7 @@ class Rebuilder:
         changes = []
         for record in records:
             try:
-                changes.append(decode_change(record.value))
+                changes.append(change_of(record))
             except BadMessage:
                 continue  # dead-lettered when it first arrived
         await self.index.apply_changes(gen, changes)  # it notes the newest event time too
@@ -222,6 +243,7 @@ async def apply_measure_records(
             continue
         try:
             measure = decode(record.value, Measure, "measure/v1")
+            check_key(record.key, measure.measure_id, "measure_id")
         except BadMessage as bad:
             rejected.append((record, bad))
             continue
@@ -234,5 +256,7 @@ __all__ = [
     "RebuildBusy",
     "Rebuilder",
     "apply_measure_records",
+    "change_of",
+    "check_key",
     "decode_change",
 ]
