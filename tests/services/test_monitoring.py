@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from tests.ids import id_number, uscc
 
 from .conftest import Stack, list_change, send
+from .support import metric, read_topic
 
 pytestmark = pytest.mark.services
 
@@ -203,6 +204,9 @@ async def test_approval_despite_block_is_alerted(
     assert decision["subjects"][0]["identifier"] == rep[:6] + "********" + rep[-4:]
     await send(producer, topic, approval_event("submitted", "req-despite-2", org(code)))
     await decisions.wait_for(lambda m: m["request_id"] == "req-despite-2")
+    counted = await metric(
+        stack.worker_url, "sanctiongate_checks_total", channel="stream", decision="block"
+    )
     await send(producer, topic, approval_event("approved", "req-despite-2", org(code)))
     # Approved without any pre-approval check: judged at approval time.
     await send(producer, topic, approval_event("approved", "req-despite-3", org(code)))
@@ -222,6 +226,23 @@ async def test_approval_despite_block_is_alerted(
     assert (
         "no pre-approval check"
         in next(a for a in found if a["request_id"] == "req-despite-3")["detail"]
+    )
+
+    # That check at approval time is a check: audited (SPEC §5) and counted like any other.
+    def audited_at_approval(records: list) -> list[dict]:
+        values = [orjson.loads(r.value) for r in records]
+        return [v for v in values if v["request_id"] == "req-despite-3"]
+
+    audits = await read_topic(stack, stack.settings.topic_audit, audited_at_approval)
+    [record] = audited_at_approval(audits)
+    assert record["channel"] == "stream" and record["decision"] == "block"
+    assert record["department"] == "fj-finance" and record["key_id"] is None
+    assert record["subjects"][0]["identifier"] == code
+    assert (
+        await metric(
+            stack.worker_url, "sanctiongate_checks_total", channel="stream", decision="block"
+        )
+        == counted + 1
     )
 
 

@@ -156,7 +156,12 @@ class ApprovalComparison:
         )
         known = await self.ledger.decisions([(e.department, e.request_id) for e in events])
         unchecked = [item for item, held in zip(approved, known, strict=True) if held is None]
-        checked_now = iter(await self._assess(unchecked))
+        started = time.perf_counter()
+        outcomes = await self._assess(unchecked)
+        checked_now = iter(outcomes)
+        pending = await self._audit_checks_at_approval(
+            [o for o in outcomes if isinstance(o, Decision)], time.perf_counter() - started
+        )
         alerts: list[Alert] = []
         for event, held in zip(events, known, strict=True):
             if held is not None:
@@ -175,7 +180,24 @@ class ApprovalComparison:
             if alert is not None:
                 alerts.append(alert)
         await raise_alerts(self.runtime, self.ledger, alerts)
-        return []
+        return pending
+
+    async def _audit_checks_at_approval(
+        self, decided: list[Decision], elapsed: float
+    ) -> list[asyncio.Future]:
+        """A check made at approval time is a check (SPEC §5): audited and counted like one.
+        Its decision is not published (no ``submitted`` event asked for it)."""
+        if not decided:
+            return []
+        outbox = Outbox(self._producer())
+        at = datetime.now(UTC)
+        for decision in decided:
+            record = audit_record("stream", decision.department, None, decision, at)
+            await outbox.add(
+                self.settings.topic_audit, decision.department.encode(), orjson.dumps(record)
+            )
+        self._count(decided, elapsed)
+        return await outbox.send()
 
 
 def _despite_block(event: ApprovalEvent, decision: Decision, source: str) -> Alert | None:
