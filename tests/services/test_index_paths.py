@@ -136,3 +136,47 @@ async def test_a_record_written_between_read_and_write_is_redone_per_slot(
     finally:
         await index.drop_generation(gen)
         await redis.aclose()
+
+
+def _in_order_per_entry(rng: random.Random, history: list[ListChange]) -> list[ListChange]:
+    """Entries interleaved at random, each entry's versions in their order (as a partition
+    delivers them: one entry, one key, one partition)."""
+    shuffled = rng.sample(history, len(history))
+    versions: dict[str, list[ListChange]] = {}
+    for change in sorted(history, key=lambda c: c.version):
+        versions.setdefault(change.entry_id, []).append(change)
+    return [versions[change.entry_id].pop(0) for change in shuffled]
+
+
+async def test_how_a_partition_is_cut_into_batches_changes_nothing(services: Services) -> None:
+    """Applied in batches of any size or one by one, the same changes leave the same index,
+    a removed listing's history included: a remove that overtakes its upsert within a batch
+    keeps that upsert's listing, as it does when they come one at a time."""
+    rng = random.Random(20261124)
+    delivered = _in_order_per_entry(rng, _history(rng, 60))
+    redis = Redis.from_url(services.redis_url)
+    tag = rng.randrange(10**6)
+    batched = SanctionIndex(redis, Layout(prefix=f"batched{tag}"), per_slot=False)
+    single = SanctionIndex(redis, Layout(prefix=f"single{tag}"), per_slot=False)
+    gen = new_generation()
+    try:
+        start, overtaken = 0, 0
+        while start < len(delivered):
+            size = rng.randint(5, 60)
+            result = await batched.apply_changes(gen, delivered[start : start + size])
+            overtaken += len(result.overtaken)
+            assert not result.stale  # nothing in order is stale, overtaken or not
+            start += size
+        for change in delivered:
+            await single.apply_changes(gen, [change])
+        ours, theirs = await snapshot(batched, gen), await snapshot(single, gen)
+        assert overtaken > 0, "no batch held two versions of an entry"
+        assert ours.records == theirs.records
+        assert ours.identifier_refs == theirs.identifier_refs
+        assert ours.name_refs == theirs.name_refs
+        assert ours.counts == theirs.counts
+        assert any(s.removed and s.entry is not None for s in ours.records.values())
+    finally:
+        await batched.drop_generation(gen)
+        await single.drop_generation(gen)
+        await redis.aclose()

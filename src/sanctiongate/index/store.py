@@ -306,10 +306,23 @@ class AppliedChange:
 class ApplyResult:
     applied: list[AppliedChange] = field(default_factory=list)
     stale: list[ListChange] = field(default_factory=list)
+    # Newer than the stored version but overtaken by a later version in the same batch: applied
+    # in effect (what they leave behind, a removed listing's history, is kept), never written.
+    overtaken: list[ListChange] = field(default_factory=list)
 
     @property
     def newest_event_time(self) -> datetime | None:
         return max((a.change.event_time for a in self.applied), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    changes: list[ListChange]  # the highest version of each entry in the batch
+    earlier: dict[str, list[ListChange]]  # entry id → its lower versions in the batch
+
+
+def _version(change: ListChange) -> int:
+    return change.version
 
 
 def new_generation() -> str:
@@ -393,40 +406,54 @@ class SanctionIndex:
         """
         result = ApplyResult()
         latest: dict[str, ListChange] = {}
+        earlier: dict[str, list[ListChange]] = {}  # lower versions of an entry in this batch
         for change in changes:
             held = latest.get(change.entry_id)
             if held is None or change.version > held.version:
                 if held is not None:
-                    result.stale.append(held)
+                    earlier.setdefault(change.entry_id, []).append(held)
                 latest[change.entry_id] = change
+            elif change.version == held.version:
+                result.stale.append(change)  # a duplicate
             else:
-                result.stale.append(change)
+                earlier.setdefault(change.entry_id, []).append(change)
         if not latest:
             return result
+        plan = _Batch(list(latest.values()), earlier)
         if self.per_slot:
-            await self._apply_per_slot(gen, list(latest.values()), result, serving)
+            await self._apply_per_slot(gen, plan, result, serving)
         else:
-            await self._apply_in_one_script(gen, list(latest.values()), result, serving)
+            await self._apply_in_one_script(gen, plan, result, serving)
         return result
 
     async def _plan(
         self,
         gen: str,
-        changes: Sequence[ListChange],
+        batch: _Batch,
         stored_before: Sequence[bytes | None],
         result: ApplyResult,
     ) -> list[AppliedChange]:
-        """The changes newer than their stored record, with the record each one will write."""
+        """The changes newer than their stored record, with the record each one will write:
+        what applying the batch's versions of the entry one by one would leave (a ``remove``
+        keeps the listing of an ``upsert`` it overtook in the same batch, for the history)."""
         plans: list[AppliedChange] = []
         replayed: list[StoredEntry] = []
-        for change, raw in zip(changes, stored_before, strict=True):
+        for change, raw in zip(batch.changes, stored_before, strict=True):
             before = decode_record(raw, change.entry_id)
-            if before is not None and change.version <= before.version:
+            stored_version = -1 if before is None else before.version
+            previous = before
+            for overtaken in sorted(batch.earlier.get(change.entry_id, ()), key=_version):
+                if overtaken.version > stored_version and change.version > stored_version:
+                    previous = StoredEntry.from_change(overtaken, previous)
+                    result.overtaken.append(overtaken)
+                else:
+                    result.stale.append(overtaken)
+            if change.version <= stored_version:
                 result.stale.append(change)
-                if change.version == before.version:
+                if before is not None and change.version == before.version:
                     replayed.append(before)
                 continue
-            plans.append(AppliedChange(change, before, StoredEntry.from_change(change, before)))
+            plans.append(AppliedChange(change, before, StoredEntry.from_change(change, previous)))
         if replayed:
             # The very version stored, read again (a crash or a rebalance replays a batch that
             # had passed its compare-and-set): finish its last step, which is idempotent.
@@ -437,8 +464,9 @@ class SanctionIndex:
         return plans
 
     async def _apply_in_one_script(
-        self, gen: str, changes: Sequence[ListChange], result: ApplyResult, serving: bool
+        self, gen: str, batch: _Batch, result: ApplyResult, serving: bool
     ) -> None:
+        changes = batch.changes
         layout = self.layout
         base = layout.bucket_base(gen)
         buckets = [layout.bucket(c.entry_id) for c in changes]
@@ -449,7 +477,7 @@ class SanctionIndex:
         )
         if serving:
             _still_serving(meta, gen)
-        plans = await self._plan(gen, changes, stored_before, result)
+        plans = await self._plan(gen, batch, stored_before, result)
         if not plans:
             return
         bucket_of = dict(zip((c.entry_id for c in changes), buckets, strict=True))
@@ -506,7 +534,7 @@ class SanctionIndex:
             else:
                 moved.append(plan.change)
         if moved:  # another worker wrote an older version meanwhile: read again, one by one
-            await self._apply_per_slot(gen, moved, result)
+            await self._apply_per_slot(gen, _Batch(moved, {}), result)
 
     def _ref_args(
         self, after: StoredEntry, before: StoredEntry | None
@@ -535,8 +563,9 @@ class SanctionIndex:
         return flat
 
     async def _apply_per_slot(
-        self, gen: str, changes: Sequence[ListChange], result: ApplyResult, serving: bool = False
+        self, gen: str, batch: _Batch, result: ApplyResult, serving: bool = False
     ) -> None:
+        changes = batch.changes
         layout = self.layout
         pipe = self.redis.pipeline(transaction=False)
         for change in changes:
@@ -546,7 +575,7 @@ class SanctionIndex:
         stored_before = await pipe.execute()
         if serving:
             _still_serving(stored_before.pop(), gen)
-        plans = await self._plan(gen, changes, stored_before, result)
+        plans = await self._plan(gen, batch, stored_before, result)
         if not plans:
             return
 

@@ -151,6 +151,8 @@ class ListChangeIngest:
                 for path in applied.after.identifier_anomalies:
                     kind = "uscc" if path.endswith("uscc") else "id_number"
                     anomalies[(change.source, kind)] += 1
+        for change in result.overtaken:  # applied in effect, as if it had come alone
+            outcomes[(change.op, "applied")] += 1
         for change in result.stale:
             outcomes[(change.op, "stale")] += 1
         for (op, outcome), count in outcomes.items():
