@@ -55,6 +55,17 @@ def _history(rng: random.Random, entries: int) -> list[ListChange]:
     return changes
 
 
+def _indexes(
+    redis: Redis, rng: random.Random, *kinds: tuple[str, bool]
+) -> tuple[SanctionIndex, ...]:
+    """Indexes of their own prefixes on one Redis: (name, per_slot) each."""
+    tag = rng.randrange(10**6)
+    return tuple(
+        SanctionIndex(redis, Layout(prefix=f"{name}{tag}"), per_slot=per_slot)
+        for name, per_slot in kinds
+    )
+
+
 async def _activations(index: SanctionIndex, gen: str) -> dict[bytes, float]:
     return dict(await index.redis.zrange(index.layout.activations(gen), 0, -1, withscores=True))
 
@@ -65,9 +76,7 @@ async def test_one_script_and_per_slot_build_the_same_index(services: Services) 
     delivered = history + rng.sample(history, len(history) // 2)  # duplicates
     rng.shuffle(delivered)
     redis = Redis.from_url(services.redis_url)
-    tag = rng.randrange(10**6)
-    one_script = SanctionIndex(redis, Layout(prefix=f"one{tag}"), per_slot=False)
-    per_slot = SanctionIndex(redis, Layout(prefix=f"slot{tag}"), per_slot=True)
+    one_script, per_slot = _indexes(redis, rng, ("one", False), ("slot", True))
     gen = new_generation()
     try:
         start = 0
@@ -155,9 +164,7 @@ async def test_how_a_partition_is_cut_into_batches_changes_nothing(services: Ser
     rng = random.Random(20261124)
     delivered = _in_order_per_entry(rng, _history(rng, 60))
     redis = Redis.from_url(services.redis_url)
-    tag = rng.randrange(10**6)
-    batched = SanctionIndex(redis, Layout(prefix=f"batched{tag}"), per_slot=False)
-    single = SanctionIndex(redis, Layout(prefix=f"single{tag}"), per_slot=False)
+    batched, single = _indexes(redis, rng, ("batched", False), ("single", False))
     gen = new_generation()
     try:
         start, overtaken = 0, 0
