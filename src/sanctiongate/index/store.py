@@ -443,7 +443,7 @@ class SanctionIndex:
             stored_version = -1 if before is None else before.version
             previous = before
             for overtaken in sorted(batch.earlier.get(change.entry_id, ()), key=_version):
-                if overtaken.version > stored_version and change.version > stored_version:
+                if overtaken.version > stored_version:  # so is ``change``, newer still
                     previous = StoredEntry.from_change(overtaken, previous)
                     result.overtaken.append(overtaken)
                 else:
@@ -758,7 +758,7 @@ class SanctionIndex:
         return [
             records[e]
             for e in sorted(records)
-            if any(code == identifier for code, _ in records[e].index_keys()[0])
+            if any(code == identifier for code, _ in records[e].identifier_keys())
         ]
 
     async def counts(self, gen: str) -> dict[tuple[str, str], int]:
@@ -934,6 +934,9 @@ def check_serving(meta: IndexMeta, during_rebuild: bool = False) -> None:
 
 
 def _still_serving(raw_meta: dict[bytes, bytes], gen: str) -> None:
+    """May a live writer still write into ``gen``? Unlike a reader's check
+    (:meth:`SanctionIndex._serving`) a rebuild under way is no reason to stop (the serving
+    generation is kept current beside the new one), and a wipe is the caller's to heal."""
     meta = _meta_from(raw_meta)
     if meta.gen != gen or not meta.readable:
         raise GenerationChanged(gen)

@@ -109,10 +109,7 @@ class ApprovalComparison:
             published.add(request)
             await outbox.add(self.settings.topic_decisions, request[1].encode(), body)
             if (decision := first.get(request)) is not None:
-                record = audit_record("stream", decision.department, None, decision, at)
-                await outbox.add(
-                    self.settings.topic_audit, decision.department.encode(), orjson.dumps(record)
-                )
+                await self._audit(outbox, decision, at)
         self._count(first.values(), elapsed)
         pending.extend(await outbox.send())
         return pending
@@ -192,12 +189,16 @@ class ApprovalComparison:
         outbox = Outbox(self._producer())
         at = datetime.now(UTC)
         for decision in decided:
-            record = audit_record("stream", decision.department, None, decision, at)
-            await outbox.add(
-                self.settings.topic_audit, decision.department.encode(), orjson.dumps(record)
-            )
+            await self._audit(outbox, decision, at)
         self._count(decided, elapsed)
         return await outbox.send()
+
+    async def _audit(self, outbox: Outbox, decision: Decision, at: datetime) -> None:
+        """The ``audit/v1`` record of a check the stream made, keyed by its department."""
+        record = audit_record("stream", decision.department, None, decision, at)
+        await outbox.add(
+            self.settings.topic_audit, decision.department.encode(), orjson.dumps(record)
+        )
 
 
 def _despite_block(event: ApprovalEvent, decision: Decision, source: str) -> Alert | None:

@@ -121,18 +121,15 @@ class ListChangeIngest:
         """Into the generation seen serving last; the apply reads the meta in its first round
         trip and writes nothing if that one no longer serves (one round trip less per batch
         than reading the meta first, which every change waited for)."""
-        index = self.runtime.index
         gen = self.watch.seen or await self.watch.current()
-        try:
-            return await index.apply_changes(gen, changes, serving=True)
-        except GenerationChanged:
-            # Wiped (heal, then apply here), switched (SeekTo), or first seen: find out.
-            gen = await self.watch.current()
-        try:
-            return await index.apply_changes(gen, changes, serving=True)
-        except GenerationChanged:
-            # Moved again meanwhile: the consumer retries the batch, as for any outage.
-            raise IndexUnavailable("index_switching", "the index switched during a batch") from None
+        for _ in range(2):
+            try:
+                return await self.runtime.index.apply_changes(gen, changes, serving=True)
+            except GenerationChanged:
+                # Wiped (heal, then apply here), switched (SeekTo), or first seen: find out.
+                gen = await self.watch.current()
+        # Moved again meanwhile: the consumer retries the batch, as for any outage.
+        raise IndexUnavailable("index_switching", "the index switched during a batch")
 
     @staticmethod
     def _observe(result: ApplyResult, produced_at: dict[tuple[str, int], float]) -> None:
