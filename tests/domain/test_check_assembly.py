@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sanctiongate.checks import Checker, IdentifierNotListed
+from sanctiongate.checks import Checker, IdentifierNotListed, batch_json
 from sanctiongate.domain.catalogue import Catalogue
 from sanctiongate.domain.models import BatchCheckResponse, Matter, StoredEntry
 from sanctiongate.index.store import IndexMeta
@@ -117,6 +119,48 @@ async def test_batch_response_is_what_validation_would_build() -> None:
     validated = BatchCheckResponse.model_validate(response.model_dump())
     assert validated.model_dump_json(by_alias=True) == response.model_dump_json(by_alias=True)
     assert response.results[2].identifier is not None and "*" in response.results[2].identifier
+    assert batch_json(response) == response.model_dump_json(by_alias=True).encode()
+
+
+# Names as a batch may carry them (the model allows any text): control characters, quotes,
+# backslashes, CJK, astral characters, the envelope's own key as text.
+NAMES = (
+    st.lists(
+        st.sampled_from(
+            [
+                '"',
+                "\\",
+                "\x00",
+                "\x1f",
+                "\x7f",
+                "\u2028",
+                "红",
+                "𠀀",
+                "a",
+                " ",
+                "\n",
+                '"results":[]',
+            ]
+        ),
+        min_size=1,
+        max_size=8,
+    )
+    .map("".join)
+    .filter(str.strip)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(NAMES, min_size=1, max_size=6), request_id=NAMES)
+async def test_batch_json_is_pydantics_document(names: list[str], request_id: str) -> None:
+    # Hits, incentives and empty results side by side, under any names and request id.
+    red = stored("red", list_type=MODEL, polarity="red", ident=OTHER_ORG, name="红")
+    subjects = [org(), org(OTHER_ORG, name="红"), person(NOBODY)]
+    subjects += [org(None, name=name) for name in names]
+    response = await checker(red, stored("black")).batch(
+        subjects, PROCUREMENT, "财政局", request_id, NOW
+    )
+    assert batch_json(response) == response.model_dump_json(by_alias=True).encode()
 
 
 async def test_a_code_failing_its_check_is_refused_unless_exactly_it_is_listed() -> None:

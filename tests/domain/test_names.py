@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sanctiongate.domain.identifiers import normalise_name
+from sanctiongate.domain.identifiers import normalise_name, normalise_names
 
 from .reference import full_width
 
@@ -80,3 +80,24 @@ def test_folded_names_have_no_white_space_and_one_bracket_style(raw: str) -> Non
     folded = normalise_name(raw)
     assert not any(c.isspace() for c in folded)
     assert not set(folded) & set("（）【】[]〔〕［］《》")
+
+
+# Besides realistic names: any text, accents that compose with a neighbour, the separator the
+# folding together uses, and what NFKC turns into brackets or spaces.
+any_names = st.one_of(
+    realistic_names,
+    st.text(max_size=12),
+    st.text(alphabet=st.sampled_from(list("A´\u0301\u0338ΐ\ue000（　｜|薴")), max_size=6),
+)
+
+
+@settings(max_examples=200)
+@given(st.lists(any_names, min_size=64, max_size=90))
+def test_names_folded_together_fold_as_each_alone(raws: list[str]) -> None:
+    assert normalise_names(raws) == [normalise_name(raw) for raw in raws]
+
+
+def test_a_name_carrying_the_separator_is_folded_alone() -> None:
+    raws = ["陝西\ue000某某", *(f"某某{i}" for i in range(99))]
+    assert normalise_names(raws) == [normalise_name(raw) for raw in raws]
+    assert normalise_names(raws)[0] == "陕西\ue000某某"

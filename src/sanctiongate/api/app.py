@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import metrics
-from ..checks import Checker, IdentifierNotListed, as_of
+from ..checks import Checker, IdentifierNotListed, as_of, batch_json
 from ..coalesce import Coalesced
 from ..domain.identifiers import IdentifierError, parse_any
 from ..domain.models import (
@@ -486,7 +486,7 @@ async def run_batch(services: Services, key: ApiKey, body: BatchCheckRequest) ->
     for decision, count in Counter(r.decision for r in response.results).items():
         metrics.check_count("batch", decision, body.matter.category).inc(count)
     services.audit.record(key, "batch", response)
-    return response.model_dump_json(by_alias=True).encode()
+    return batch_json(response)
 
 
 class _RequestIds:
