@@ -17,27 +17,67 @@ from .domain.models import BatchCheckResponse, Decision
 AUDIT_SCHEMA = "audit/v1"
 
 
+# A batch's record is cut into parts of at most this many subjects: Kafka refuses a message
+# over 1 MB (the broker's and the producer's default), and 10,000 subjects with long roles take
+# ~1.6 MB. A part is at most ~350 kB (every field of a subject is bounded).
+BATCH_SUBJECTS_PER_RECORD = 2_000
+
+
 def audit_record(
     channel: str,
     department: str,
     key_id: str | None,
-    result: Decision | BatchCheckResponse,
+    result: Decision,
     at: datetime | None = None,
 ) -> dict:
     """``at``: when the record is written (now unless given: a burst of stream decisions shares
     one time)."""
-    if isinstance(result, Decision):
+    subjects = [
+        {"role": s.role, "kind": s.kind, "identifier": s.identifier, "decision": s.decision}
+        for s in result.subjects
+    ]
+    return _record(channel, department, key_id, result, subjects, result.decision, at)
+
+
+def batch_audit_records(
+    department: str,
+    key_id: str | None,
+    response: BatchCheckResponse,
+    at: datetime | None = None,
+) -> list[dict]:
+    """The records of a batch (channel ``batch``): one per :data:`BATCH_SUBJECTS_PER_RECORD`
+    subjects, numbered ``part`` 1 … ``parts``; each subject carries its ``index`` in the batch."""
+    at = at or datetime.now(UTC)
+    results = response.results
+    parts = max(1, -(-len(results) // BATCH_SUBJECTS_PER_RECORD))
+    records = []
+    for part in range(parts):
         subjects = [
-            {"role": s.role, "kind": s.kind, "identifier": s.identifier, "decision": s.decision}
-            for s in result.subjects
+            {
+                "index": r.index,
+                "role": r.role,
+                "kind": r.kind,
+                "identifier": r.identifier,
+                "decision": r.decision,
+            }
+            for r in results[
+                part * BATCH_SUBJECTS_PER_RECORD : (part + 1) * BATCH_SUBJECTS_PER_RECORD
+            ]
         ]
-        decision = result.decision
-    else:
-        subjects = [
-            {"role": r.role, "kind": r.kind, "identifier": r.identifier, "decision": r.decision}
-            for r in result.results
-        ]
-        decision = None
+        record = _record("batch", department, key_id, response, subjects, None, at)
+        records.append({**record, "part": part + 1, "parts": parts})
+    return records
+
+
+def _record(
+    channel: str,
+    department: str,
+    key_id: str | None,
+    result: Decision | BatchCheckResponse,
+    subjects: list[dict],
+    decision: str | None,
+    at: datetime | None,
+) -> dict:
     return {
         "schema": AUDIT_SCHEMA,
         "channel": channel,

@@ -449,6 +449,36 @@ async def test_every_check_leaves_an_audit_record_with_masked_subjects(
     assert listed.rep not in json.dumps(values)
 
 
+async def test_a_full_batch_is_audited_in_parts_and_holds_nothing_back(
+    stack: Stack, http: httpx.AsyncClient, listed: Listed
+) -> None:
+    # 10,000 subjects with the longest roles make a record of ~1.6 MB, over Kafka's 1 MB: one
+    # record of it was refused for ever, and every audit record queued behind it waited.
+    role = "r" * 64
+    batch_id = f"audit-big-{uuid.uuid4().hex[:8]}"
+    subjects = [org(listed.code, role=role), *(org(uscc(), role=role) for _ in range(9_999))]
+    batch = check_body(*subjects, request_id=batch_id)
+    assert (await http.post("/v1/checks/batch", json=batch, timeout=60)).status_code == 200
+    after_id = f"audit-after-{uuid.uuid4().hex[:8]}"
+    check = check_body(org(listed.code), request_id=after_id)
+    assert (await http.post("/v1/checks", json=check)).status_code == 200
+
+    def found(values: list[dict]) -> bool:
+        return sum(v.get("request_id") == batch_id for v in values) == 5 and any(
+            v.get("request_id") == after_id for v in values
+        )
+
+    values = await consume_until(stack, stack.settings.topic_audit, found, timeout=40)
+    parts = sorted((v for v in values if v.get("request_id") == batch_id), key=lambda v: v["part"])
+    assert [(p["part"], p["parts"], p["channel"]) for p in parts] == [
+        (k, 5, "batch") for k in range(1, 6)
+    ]
+    indexes = [s["index"] for p in parts for s in p["subjects"]]
+    assert indexes == list(range(10_000))
+    assert parts[0]["subjects"][0]["decision"] == "block"
+    assert {s["role"] for p in parts for s in p["subjects"]} == {role}
+
+
 # --- bad input: 400 / 413 / 422, never a 5xx ------------------------------------------------
 
 GOOD = check_body(org("91110105MA01ABCDE0"))  # the USCC is irrelevant: these bodies fail first

@@ -485,7 +485,7 @@ async def run_batch(services: Services, key: ApiKey, body: BatchCheckRequest) ->
     metrics.check_duration("batch").observe(time.perf_counter() - started)
     for decision, count in Counter(r.decision for r in response.results).items():
         metrics.check_count("batch", decision, body.matter.category).inc(count)
-    services.audit.record(key, "batch", response)
+    services.audit.record_batch(key, response)
     return batch_json(response)
 
 

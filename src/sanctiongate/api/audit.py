@@ -17,10 +17,11 @@ from functools import partial
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter
 
-from ..audit import audit_record, replay_record
+from ..audit import audit_record, batch_audit_records, replay_record
 from ..domain.models import BatchCheckResponse, Decision
 from ..keys import ApiKey
 
@@ -38,8 +39,8 @@ class AuditTrail:
     def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
         self.producer = producer
         self.topic = topic
-        # Each builds its record when its burst goes.
-        self.queue: asyncio.Queue[Callable[[], dict]] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        # Each builds its records when its burst goes (a batch's may be several parts).
+        self.queue: asyncio.Queue[Callable[[], list[dict]]] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self._task: asyncio.Task[None] | None = None
         self._sending = False  # a burst is on its way to the broker
 
@@ -56,17 +57,22 @@ class AuditTrail:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def record(self, key: ApiKey, channel: str, result: Decision | BatchCheckResponse) -> None:
+    def record(self, key: ApiKey, channel: str, result: Decision) -> None:
         # The models are not changed after the answer: building later reads the same values.
         at = datetime.now(UTC)
         build = partial(audit_record, channel, key.department, key.key_id, result, at)
-        self._queue(build, result.request_id)
+        self._queue(lambda: [build()], result.request_id)
+
+    def record_batch(self, key: ApiKey, response: BatchCheckResponse) -> None:
+        at = datetime.now(UTC)
+        build = partial(batch_audit_records, key.department, key.key_id, response, at)
+        self._queue(build, response.request_id)
 
     def record_replay(self, key: ApiKey, decision_json: bytes) -> None:
         record = replay_record(key.department, key.key_id, decision_json)
-        self._queue(lambda: record, record["request_id"])
+        self._queue(lambda: [record], record["request_id"])
 
-    def _queue(self, build: Callable[[], dict], request_id: str) -> None:
+    def _queue(self, build: Callable[[], list[dict]], request_id: str) -> None:
         try:
             self.queue.put_nowait(build)
         except asyncio.QueueFull:
@@ -127,7 +133,12 @@ class AuditTrail:
 
     async def _deliver(self, partition: int, messages: list[tuple[bytes, bytes]]) -> None:
         """Send ``messages`` to ``partition`` in as few record batches as fit; each delivered
-        batch's messages leave the list, so a retry after a failure sends only the rest."""
+        batch's messages leave the list, so a retry after a failure sends only the rest.
+
+        A batch the broker finds too large (its ``max.message.bytes`` below the producer's
+        batch size) is sent again one record at a time; a single record it refuses is dropped
+        and counted, since retrying it would hold back every record after it for ever."""
+        singly = False
         while messages:
             batch = self.producer.create_batch()
             taken = 0
@@ -136,15 +147,24 @@ class AuditTrail:
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     break
                 taken += 1
-            await (await self.producer.send_batch(batch, self.topic, partition=partition))
+                if singly:
+                    break
+            try:
+                await (await self.producer.send_batch(batch, self.topic, partition=partition))
+            except MessageSizeTooLargeError:
+                if taken > 1:
+                    singly = True
+                    continue
+                audit_dropped_total.inc()
+                log.error("audit record too large for the broker: dropped (%d bytes)", batch.size())
             del messages[:taken]
 
 
-def _built(builders: list[Callable[[], dict]]) -> list[dict]:
+def _built(builders: list[Callable[[], list[dict]]]) -> list[dict]:
     records = []
     for build in builders:
         try:
-            records.append(build())
+            records.extend(build())
         except Exception:  # a bug, not a broker outage: the other records still go
             audit_dropped_total.inc()
             log.exception("audit record not built")
