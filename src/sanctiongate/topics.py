@@ -25,16 +25,19 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     def topic(name: str, configs: dict[str, str] | None = None) -> NewTopic:
         return NewTopic(name, num_partitions=p, replication_factor=1, topic_configs=configs or {})
 
+    # A dead letter echoes a whole message in base64: a third larger than what arrived. A
+    # decision of an approval event's 1,000 listed subjects, each hit with its measures and
+    # legal basis, takes ~1.6 MB: over the broker's default 1 MB.
+    large = {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}
     return [
         topic(settings.topic_list_changes, compacted),
         topic(settings.topic_measures, compacted),
         topic(settings.topic_approvals),
-        topic(settings.topic_decisions),
+        topic(settings.topic_decisions, large),
         topic(settings.topic_feedback),
         topic(settings.topic_alerts),
-        # A dead letter echoes a whole message in base64: a third larger than what arrived.
-        topic(settings.topic_rejected, {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}),
-        topic(settings.topic_audit),
+        topic(settings.topic_rejected, large),
+        topic(settings.topic_audit, large),
     ]
 
 

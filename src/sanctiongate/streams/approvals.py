@@ -36,13 +36,16 @@ from ..domain.models import (
 )
 from ..domain.monitoring import Approval, approval_despite_block
 from ..index.ledger import Ledger
-from .deadletter import BadMessage, decode, encode
+from .deadletter import DEAD_LETTER_MAX_BYTES, BadMessage, decode, encode
 from .outbox import Outbox
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 Decoded = tuple[ConsumerRecord, ApprovalEvent]
+
+# What the decisions topic and the producer take (topics.py), less a record batch's overhead.
+DECISION_MAX_BYTES = DEAD_LETTER_MAX_BYTES - 64 * 1024
 
 
 class ApprovalComparison:
@@ -81,13 +84,16 @@ class ApprovalComparison:
         fresh = [item for item, body in zip(submitted, stored, strict=True) if body is None]
         pending: list[asyncio.Future] = []
         decided: list[Decision] = []
+        bodies: list[bytes] = []  # serialised once: the same bytes are kept and published
         for (record, _), outcome in zip(fresh, await self._assess(fresh), strict=True):
+            body = b"" if isinstance(outcome, RejectionError) else encode(outcome)
+            if len(body) > DECISION_MAX_BYTES:
+                outcome = _too_large(len(body))
             if isinstance(outcome, RejectionError):
                 pending.append(await self.runtime.dead_letter(record, outcome))
             else:
                 decided.append(outcome)
-        # Serialised once: the same bytes are kept in the ledger and published.
-        bodies = [encode(d) for d in decided]
+                bodies.append(body)
         held = await self.ledger.keep_first(decided, bodies)
         elapsed = time.perf_counter() - started
         body_of = {r: body for r, body in zip(requests, stored, strict=True) if body is not None}
@@ -199,6 +205,17 @@ class ApprovalComparison:
         await outbox.add(
             self.settings.topic_audit, decision.department.encode(), orjson.dumps(record)
         )
+
+
+def _too_large(size: int) -> RejectionError:
+    """An event whose decision no topic would take: refused, rather than retried for ever with
+    every event behind it waiting (SPEC §6). Not kept either: a later ``approved`` event is
+    checked at approval time, which publishes nothing."""
+    return RejectionError(
+        code="decision_too_large",
+        message=f"its decision takes {size} bytes, over the {DECISION_MAX_BYTES} a message may",
+        path="subjects",
+    )
 
 
 def _despite_block(event: ApprovalEvent, decision: Decision, source: str) -> Alert | None:
