@@ -289,6 +289,11 @@ async def test_feedback_errors_name_the_field(stack: Stack, http: httpx.AsyncCli
     _, token = scoped_token(stack, "市场监管局", [CATEGORY])
     other = await http.post("/v1/feedback", json=feedback("fb-y"), headers=auth(token))
     assert assert_error(other, 403, "out_of_scope")["field"] == "department"
+    # 7 MB of measure ids is under the body limit but no Kafka message: a 422, not a 503
+    # telling the caller to retry what can never go.
+    ids = [f"M-{i:0125d}" for i in range(55_000)]
+    many = await http.post("/v1/feedback", json={**feedback("fb-z"), "measure_ids": ids})
+    assert assert_error(many, 422)["field"] == "measure_ids"
 
 
 # --- index status, health, metrics ----------------------------------------------------------

@@ -262,7 +262,9 @@ class Feedback(Model):
     request_id: Code
     department: Code
     outcome: FeedbackOutcome
-    measure_ids: list[Code] = Field(default_factory=list)
+    # A hit applies at most the catalogue's measures; bounded so that any feedback fits in one
+    # Kafka message (a 7 MB list of ids passed the body limit and failed as "broker down").
+    measure_ids: list[Code] = Field(default_factory=list, max_length=1000)
     reason: Text | None = None
     operator: Code
     at: AwareDatetime
