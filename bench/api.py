@@ -359,6 +359,8 @@ def main() -> int:
     )
     parser.add_argument("--batches", type=int, default=4, help="10,000-subject batches to time")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--api-port", type=int, default=0, help="default: a free one")
+    parser.add_argument("--baseline-port", type=int, default=0, help="default: a free one")
     a = parser.parse_args()
 
     ns = uuid.uuid4().hex[:8]
@@ -391,7 +393,7 @@ def main() -> int:
     bodies = work / "bodies.jsonl"
     bodies.write_bytes(b"\n".join(check_bodies(listed)) + b"\n")
 
-    api_port, base_port = free_port(), free_port()
+    api_port, base_port = a.api_port or free_port(), a.baseline_port or free_port()
     python = sys.executable
     servers = {
         "api": start(
