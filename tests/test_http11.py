@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -304,10 +305,38 @@ async def test_an_answer_waits_while_the_client_does_not_read() -> None:
         client.close()
 
 
-async def test_no_fast_path_where_uvicorn_would_log_or_limit(stub: Stub) -> None:
+async def test_no_fast_path_where_uvicorn_would_limit_concurrency(stub: Stub) -> None:
     async with serving(stub, lifespan="off", limit_concurrency=100) as server:
         client = await Connection.open(server)
         await client.send(post("/v1/checks", b"1"))
         assert (await client.reply()).body == b"slow:1"
         client.close()
     assert not stub.answered
+
+
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+async def test_the_access_log_line_is_uvicorns(stub: Stub) -> None:
+    kept = Kept()
+    async with serving(stub, lifespan="off", access_log=True, log_level="info") as server:
+        access = logging.getLogger("uvicorn.access")
+        kept.setFormatter(access.handlers[0].formatter)  # uvicorn's own (it reads the arguments)
+        access.addHandler(kept)
+        client = await Connection.open(server)
+        await client.send(post("/v1/checks", b"1"))
+        await client.send(post("/v1/checks", b"2", chunked=True))
+        assert [(await client.reply()).body for _ in range(2)] == [b"fast:1", b"slow:2"]
+        await client.send(post("/v1/checks", b"3", extra="X-Forwarded-For: 10.1.2.3\r\n"))
+        assert (await client.reply()).body == b"slow:3"  # the proxy middleware's to name
+        client.close()
+        access.removeHandler(kept)
+    assert len(kept.lines) == 3 and kept.lines[0] == kept.lines[1], kept.lines
+    assert re.search(r' - "POST /v1/checks HTTP/1\.1" 200', kept.lines[0]), kept.lines
+    assert "10.1.2.3:" in kept.lines[2]

@@ -13,7 +13,7 @@ body message wrote nothing is written right after it.
 calling :meth:`FastChecks.answer` with the body it collected: no ASGI scope, no cycle, no
 receive/send messages, no header list to build and check. Whatever it does not take whole
 (another route or method, another content type, ``Expect: 100-continue``, a chunked or
-oversized body, HTTP/1.0, a pipelined request, an access log) goes to uvicorn's own path,
+oversized body, HTTP/1.0, a pipelined request) goes to uvicorn's own path,
 which answers the same checks through the ASGI app.
 """
 
@@ -27,6 +27,7 @@ from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+from uvicorn.protocols.utils import get_client_addr
 
 from .app import FastChecks, takes
 from .errors import ErrorDetail, error_response
@@ -162,14 +163,10 @@ class FastCheckProtocol(OneWriteHttpToolsProtocol):
         self.fast = _fast_checks(self.app) if self._fast_allowed() else None
 
     def _fast_allowed(self) -> bool:
-        """Only where uvicorn's own path would add nothing: no access log line, concurrency
-        limit, root path or fresh context per request to honour."""
-        config = self.config
+        """Only where uvicorn's own path would add nothing: no concurrency limit, root path or
+        fresh context per request to honour."""
         return not (
-            self.access_log
-            or self.limit_concurrency is not None
-            or self.root_path
-            or config.reset_contextvars
+            self.limit_concurrency is not None or self.root_path or self.config.reset_contextvars
         )
 
     def on_headers_complete(self) -> None:
@@ -204,6 +201,8 @@ class FastCheckProtocol(OneWriteHttpToolsProtocol):
                 length = value
             elif name == b"transfer-encoding":
                 return None  # chunked: BodyLimit counts it as it streams in
+            elif name == b"x-forwarded-for" and self.access_log:
+                return None  # the access log names the forwarded client (proxy middleware)
         assert self.fast is not None
         if not takes(content_type) or not length.isdigit() or int(length) > self.fast.limit:
             return None  # the framework's answer; BodyLimit's 413 (and its connection: close)
@@ -251,6 +250,10 @@ class FastCheckProtocol(OneWriteHttpToolsProtocol):
         else:  # an error: a starlette Response, as the ASGI path would send it
             status, body = answer.status_code, answer.body
             headers = b"".join(b"%s: %s\r\n" % header for header in answer.raw_headers)
+        if self.access_log:  # uvicorn's line, with its arguments (its formatter reads them)
+            client = get_client_addr({"client": self.client})  # type: ignore[typeddict-item]
+            line = '%s - "%s %s HTTP/%s" %d'
+            self.access_logger.info(line, client, "POST", request.path, "1.1", status)
         close = b"" if request.keep_alive else _CLOSE
         head = STATUS_LINE[status] + self._default_headers() + headers + close + b"\r\n"
         write_joined(self.transport, head, body)
