@@ -121,6 +121,8 @@ class Stub:
         self.answered.append((path, authorization, raw))
         await self.gate.wait()
         self.finished += 1
+        if raw == b"bug":
+            raise RuntimeError("a bug")
         if raw == b"refuse":
             return error_response(401, ErrorDetail(code="unauthorized", message="no"), None,
                                   {"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -340,3 +342,18 @@ async def test_the_access_log_line_is_uvicorns(stub: Stub) -> None:
     assert len(kept.lines) == 3 and kept.lines[0] == kept.lines[1], kept.lines
     assert re.search(r' - "POST /v1/checks HTTP/1\.1" 200', kept.lines[0]), kept.lines
     assert "10.1.2.3:" in kept.lines[2]
+
+
+async def test_a_bug_below_the_protocol_answers_503_not_a_hang(stub: Stub) -> None:
+    kept = Kept()
+    async with serving(stub, lifespan="off") as server:
+        logging.getLogger("uvicorn.error").addHandler(kept)
+        client = await Connection.open(server)
+        await client.send(post("/v1/checks", b"bug"))
+        reply = await client.reply()
+        assert reply.status == 503 and orjson.loads(reply.body)["error"]["code"] == "internal_error"
+        await client.send(post("/v1/checks", b"1"))  # the connection goes on
+        assert (await client.reply()).body == b"fast:1"
+        client.close()
+        logging.getLogger("uvicorn.error").removeHandler(kept)
+    assert [line.splitlines()[0] for line in kept.lines] == ["check failed outside FastChecks"]

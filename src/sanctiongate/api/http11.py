@@ -235,6 +235,9 @@ class FastCheckProtocol(OneWriteHttpToolsProtocol):
             request.keep_alive = False
             self._respond(request, _shutting_down())
             raise
+        except Exception:  # FastChecks answers every error itself: this is a bug of ours
+            self.logger.exception("check failed outside FastChecks")
+            answer = _failed()
         if self.flow.write_paused and not request.disconnected:
             await self.flow.drain()  # the client reads slowly: wait, as uvicorn's send does
         self._respond(request, answer)
@@ -276,6 +279,11 @@ def _shutting_down() -> Any:
         ErrorDetail(code="shutting_down", message="the server is shutting down; retry"),
         headers={"Retry-After": "1"},
     )
+
+
+def _failed() -> Any:
+    # Never uvicorn's bare 500 (SPEC §6), nor a hanging connection.
+    return error_response(503, ErrorDetail(code="internal_error", message="the check failed"))
 
 
 def _fast_checks(app: Any) -> FastChecks | None:
