@@ -12,6 +12,9 @@ generator takes as little of the servers' CPU as possible). Single checks carry 
 organisation, a fifth of them listed; at each concurrency the two servers take turns
 (``--rounds``) and the median run is printed. Then 10,000-subject batches through the real API.
 "p99 at half of peak" paces wrk's connections (Lua ``delay``) to about half the peak rate.
+``--before DIR`` runs a third server, the API of another checkout (its ``src/`` first on
+``PYTHONPATH``, e.g. the branch point), in the same turns on the same index: before/after
+ratios from one run, which a machine shared with other work makes far steadier than two runs.
 
 Besides throughput and latency it prints the CPU time the server processes and Redis spent per
 check (from /proc): on a machine shared with other work, throughput moves with their load,
@@ -280,9 +283,14 @@ def single_checks(
                 f"(runs: {spread})",
                 flush=True,
             )
-        if len(targets) == 2:
-            ratio = medians["api"][c].rps / medians["baseline"][c].rps
-            print(f"  {'':9} c={c:<3} api/baseline {ratio:.2f}x", flush=True)
+        for name, other in (("api", "baseline"), ("before", "baseline"), ("api", "before")):
+            if name in targets and other in targets:
+                ratio = medians[name][c].rps / medians[other][c].rps
+                cpu = medians[name][c].cpu_us / medians[other][c].cpu_us
+                print(
+                    f"  {'':9} c={c:<3} {name}/{other} {ratio:.2f}x checks/s, {cpu:.2f}x CPU",
+                    flush=True,
+                )
     return medians
 
 
@@ -359,6 +367,15 @@ def main() -> int:
     )
     parser.add_argument("--batches", type=int, default=4, help="10,000-subject batches to time")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout (e.g. the branch point): its API runs as 'before', in the same "
+        "turns, on the same index (its src/ first on PYTHONPATH)",
+    )
+    parser.add_argument("--api-port", type=int, default=0, help="default: a free one")
+    parser.add_argument("--before-port", type=int, default=0, help="default: a free one")
+    parser.add_argument("--baseline-port", type=int, default=0, help="default: a free one")
     a = parser.parse_args()
 
     ns = uuid.uuid4().hex[:8]
@@ -391,26 +408,21 @@ def main() -> int:
     bodies = work / "bodies.jsonl"
     bodies.write_bytes(b"\n".join(check_bodies(listed)) + b"\n")
 
-    api_port, base_port = free_port(), free_port()
+    api_port, base_port = a.api_port or free_port(), a.baseline_port or free_port()
+    ports = {"api": api_port, "before": a.before_port or free_port()}
     python = sys.executable
-    servers = {
-        "api": start(
-            [
-                python,
-                "-m",
-                "sanctiongate.cli",
-                "--loglevel",
-                "WARNING",
-                "api",
-                "--port",
-                str(api_port),
-                "--workers",
-                str(a.workers),
-            ],
-            env,
-            work / "api.log",
-        ),
-    }
+
+    def api(name: str, extra_env: dict[str, str]) -> subprocess.Popen:
+        args = ["--loglevel", "WARNING", "api", "--port", str(ports[name])]
+        return start(
+            [python, "-m", "sanctiongate.cli", *args, "--workers", str(a.workers)],
+            {**env, **extra_env},
+            work / f"{name}.log",
+        )
+
+    servers = {"api": api("api", {})}
+    if a.before is not None:
+        servers["before"] = api("before", {"PYTHONPATH": str(a.before.resolve() / "src")})
     if not a.skip_baseline:
         servers["baseline"] = start(
             [
@@ -434,22 +446,29 @@ def main() -> int:
             work / "baseline.log",
         )
     try:
-        wait_ready(f"http://127.0.0.1:{api_port}/readyz", servers["api"])
-        url = f"http://127.0.0.1:{api_port}"
         redis_pid = asyncio.run(_redis_pid(settings.redis_url))
-        targets = {"api": (url, [servers["api"].pid, redis_pid])}
+        targets: dict[str, Target] = {}
+        for name in ("api", "before"):
+            if name in servers:
+                url = f"http://127.0.0.1:{ports[name]}"
+                wait_ready(f"{url}/readyz", servers[name])
+                targets[name] = (url, [servers[name].pid, redis_pid])
         if "baseline" in servers:
             base_url = f"http://127.0.0.1:{base_port}"
             targets["baseline"] = (base_url, [servers["baseline"].pid, redis_pid])
             wait_ready(f"{base_url}/docs", servers["baseline"])
         print("single checks (one organisation each, 20% listed):", flush=True)
         results = single_checks(targets, work, bodies, token, a)
-        peak = max(results["api"].values(), key=lambda r: r.rps)
-        idle = results["api"][min(a.concurrency)]
-        paced("api", targets["api"], work, bodies, token, peak, idle, a.duration)
+        apis = [name for name in ("api", "before") if name in targets]
+        for name in apis:
+            peak = max(results[name].values(), key=lambda r: r.rps)
+            idle = results[name][min(a.concurrency)]
+            paced(name, targets[name], work, bodies, token, peak, idle, a.duration)
         if a.batches:  # --batches 0: single checks only
             print("bulk comparison (10,000 subjects per batch, 10% listed):", flush=True)
-            asyncio.run(batches(targets["api"], token, listed, a.batches))
+            for name in apis:
+                print(f"  {name}:", flush=True)
+                asyncio.run(batches(targets[name], token, listed, a.batches))
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         for proc in servers.values():

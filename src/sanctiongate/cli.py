@@ -42,7 +42,7 @@ def _api(args: argparse.Namespace) -> int:
     prepare_api_metrics_dir(settings.run_dir, port)
     import uvicorn
 
-    from .api.http11 import OneWriteHttpToolsProtocol
+    from .api.http11 import FastCheckProtocol
 
     uvicorn.run(
         "sanctiongate.api.app:create_app",
@@ -55,9 +55,10 @@ def _api(args: argparse.Namespace) -> int:
         access_log=False,
         # Named, not "auto": a missing uvloop or httptools must fail the start, not quietly
         # halve the throughput (bench/api.py runs its baseline under the same two). httptools
-        # with a response's head and body in one write (api.http11).
+        # with a response's head and body in one write, and the checks answered by the
+        # protocol itself (api.http11).
         loop="uvloop",
-        http=OneWriteHttpToolsProtocol,
+        http=FastCheckProtocol,
     )
     return 0
 

@@ -1,5 +1,7 @@
 """The HTTP API (SPEC §4–§6) over real HTTP, Redis and Kafka: every call, every error status,
-masking, scopes, idempotency (across processes), the audit record and a blind index."""
+masking, scopes, idempotency (across processes), the audit record and a blind index; and the
+checks the HTTP protocol answers itself give what the framework's way in gives (status, head,
+body) for the same requests."""
 
 from __future__ import annotations
 
@@ -20,10 +22,12 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
+from sanctiongate.api.app import FastChecks, create_app
 from sanctiongate.index import Layout
 from sanctiongate.keys import KeyStore
 from tests.conftest import Process, eventually, free_port, wait_http
 from tests.ids import id_number, uscc, with_bad_check
+from tests.rawhttp import Connection, Reply, post, serving
 
 from .conftest import Stack, list_change, send
 
@@ -738,3 +742,152 @@ async def test_broker_down_checks_still_answer_and_feedback_is_503(
             assert_error(response, 503, "kafka_unavailable")
     finally:
         no_kafka.stop()
+
+
+# --- the protocol's checks answer as the framework's way in does ----------------------------
+
+
+class TwoWays:
+    """The real app served in-process by the API's protocol: each request sent as a plain
+    POST (which the protocol answers itself) and chunked (which it leaves to uvicorn, the ASGI
+    app and FastChecks), counting which way each went."""
+
+    def __init__(self, server, token: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        self.server, self.token = server, token
+        self.fast = self.framework = 0
+        answer, call = FastChecks.answer, FastChecks.__call__
+
+        async def counted_answer(checks: FastChecks, *args):  # type: ignore[no-untyped-def]
+            self.fast += 1
+            return await answer(checks, *args)
+
+        async def counted_call(checks: FastChecks, *args):  # type: ignore[no-untyped-def]
+            self.framework += 1
+            return await call(checks, *args)
+
+        monkeypatch.setattr(FastChecks, "answer", counted_answer)
+        monkeypatch.setattr(FastChecks, "__call__", counted_call)
+
+    async def send(self, path: str, body: bytes, **options: object) -> Reply:
+        options.setdefault("token", self.token)
+        client = await Connection.open(self.server)
+        try:
+            await client.send(post(path, body, **options))  # type: ignore[arg-type]
+            return await client.reply()
+        finally:
+            client.close()
+
+    async def both(self, path: str, body: bytes, **options: object) -> tuple[Reply, Reply]:
+        """(the protocol's answer, the framework path's answer); each went its way."""
+        fast, framework = self.fast, self.framework
+        mine = await self.send(path, body, **options)
+        theirs = await self.send(path, body, chunked=True, **options)
+        assert (self.fast, self.framework) == (fast + 1, framework + 1), "a request went astray"
+        return mine, theirs
+
+
+@pytest_asyncio.fixture(scope="module")
+async def in_process(stack: Stack, listed: Listed):  # type: ignore[no-untyped-def]
+    async with serving(create_app(stack.settings)) as server:
+        yield server
+
+
+@pytest.fixture
+def two_ways(in_process, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> TwoWays:  # type: ignore[no-untyped-def]
+    return TwoWays(in_process, stack.token, monkeypatch)
+
+
+def same_error(mine: Reply, theirs: Reply, status: int) -> None:
+    assert mine.status == status, mine.body
+    assert (mine.head, mine.body) == (theirs.head, theirs.body)
+
+
+def same_decision(mine: Reply, theirs: Reply) -> dict:
+    """Equal but for what every decision has of its own: request id, time, the index's lag."""
+    assert mine.status == theirs.status == 200, (mine.body, theirs.body)
+    assert re.sub(rb"content-length: \d+", b"", mine.head) == re.sub(
+        rb"content-length: \d+", b"", theirs.head
+    )
+    own = ("request_id", "decided_at")
+    answers = [orjson.loads(reply.body) for reply in (mine, theirs)]
+    for answer in answers:
+        answer["as_of"].pop("lag_seconds")
+    assert {k: v for k, v in answers[0].items() if k not in own} == {
+        k: v for k, v in answers[1].items() if k not in own
+    }
+    return answers[0]
+
+
+@pytest.mark.parametrize(
+    ("case", "raw", "status", "field"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES]
+)
+async def test_bad_input_gets_the_same_answer_both_ways(
+    two_ways: TwoWays, case: str, raw: bytes, status: int, field: str | None
+) -> None:
+    for path in ("/v1/checks", "/v1/checks/batch"):
+        same_error(*await two_ways.both(path, raw), status)
+
+
+async def test_decisions_are_the_same_both_ways(two_ways: TwoWays, listed: Listed) -> None:
+    clean = orjson.dumps(check_body(org(uscc(), "清白公司")))
+    assert same_decision(*await two_ways.both("/v1/checks", clean))["decision"] == "pass"
+    hit = orjson.dumps(check_body(org(uscc()), org(listed.code), person(listed.rep)))
+    mine, theirs = await two_ways.both("/v1/checks", hit)
+    assert same_decision(mine, theirs)["decision"] == "block"
+    assert listed.rep.encode() not in mine.body + theirs.body
+    batch = orjson.dumps(check_body(org(uscc()), org(listed.code), person(listed.rep)))
+    results = same_decision(*await two_ways.both("/v1/checks/batch", batch))["results"]
+    assert [r["decision"] for r in results] == ["pass", "block", "block"]
+
+
+async def test_keys_and_scopes_are_the_same_both_ways(two_ways: TwoWays, stack: Stack) -> None:
+    body = orjson.dumps(check_body(org(uscc())))
+    for token in (None, "sgk_nope_nope", two_ways.token[:-2] + "xx"):
+        mine, theirs = await two_ways.both("/v1/checks", body, token=token)
+        same_error(mine, theirs, 401)
+        assert mine.headers[b"www-authenticate"] == b"Bearer"
+    _, scoped = scoped_token(stack, "市财政局", ["bidding"])
+    for path in ("/v1/checks", "/v1/checks/batch"):
+        same_error(*await two_ways.both(path, body, token=scoped), 403)
+    many = orjson.dumps(check_body(*[org(uscc(), f"公司{i}") for i in range(10_001)]))
+    same_error(*await two_ways.both("/v1/checks/batch", many), 422)
+    for path in ("/v1/checks", "/v1/checks/batch"):
+        same_error(*await two_ways.both(path, b""), 422)  # no body at all
+
+
+async def test_an_idempotent_check_replays_the_same_bytes_either_way(
+    two_ways: TwoWays, listed: Listed
+) -> None:
+    for first, then in ((False, True), (True, False)):
+        body = orjson.dumps(check_body(org(listed.code), request_id=f"two-{uuid.uuid4().hex}"))
+        decided = await two_ways.send("/v1/checks", body, chunked=first)
+        replayed = await two_ways.send("/v1/checks", body, chunked=then)
+        assert decided.status == replayed.status == 200
+        assert (decided.head, decided.body) == (replayed.head, replayed.body)
+        other = orjson.loads(body)
+        other["subjects"] = [org(uscc())]
+        same_error(*await two_ways.both("/v1/checks", orjson.dumps(other)), 409)
+    assert (two_ways.fast, two_ways.framework) == (4, 4)
+
+
+async def test_another_content_type_is_left_to_the_framework(two_ways: TwoWays) -> None:
+    body = orjson.dumps(check_body(org(uscc())))
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        mine = await two_ways.send("/v1/checks", body, content_type=content_type)
+        theirs = await two_ways.send("/v1/checks", body, content_type=content_type, chunked=True)
+        assert (mine.status, mine.head, mine.body) == (theirs.status, theirs.head, theirs.body)
+    assert two_ways.fast == 0 and two_ways.framework == 4
+    assert same_decision(*await two_ways.both("/v1/checks", body, content_type=None))
+
+
+async def test_a_blind_index_is_503_the_same_both_ways(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blind = stack.settings.model_copy(update={"index_prefix": f"{stack.settings.index_prefix}b2"})
+    async with serving(create_app(blind)) as server:
+        two_ways = TwoWays(server, stack.token, monkeypatch)
+        for path in ("/v1/checks", "/v1/checks/batch"):
+            mine, theirs = await two_ways.both(path, orjson.dumps(check_body(org(uscc()))))
+            same_error(mine, theirs, 503)
+            assert mine.headers[b"retry-after"] == b"1"
+            assert orjson.loads(mine.body)["error"]["code"] == "index_not_built"

@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -217,7 +217,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The checks skip FastAPI and Starlette altogether (telemetry probe, error and exception
     # middleware and their send wrappers): FastChecks answers every error itself, and hands
     # what it does not serve (another content type, another method) to the framework.
-    app.checks = BodyLimit(FastChecks(app.framework, services), limit=settings.max_body_bytes)
+    # The protocol of api.http11 calls FastChecks itself for a request it can take whole.
+    app.fast_checks = FastChecks(app.framework, services)
+    app.checks = BodyLimit(app.fast_checks, limit=settings.max_body_bytes)
 
     @app.post(
         "/v1/checks",
@@ -273,7 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         unavailable = ApiError(503, "kafka_unavailable", "the broker cannot be reached; retry")
         if not await services.ensure_kafka():
             raise unavailable
-        payload = body.model_dump_json(by_alias=True).encode()
+        payload = wire(body)
         try:
             await asyncio.wait_for(
                 services.producer.send_and_wait(
@@ -330,6 +332,7 @@ class SanctionGate(FastAPI):
     """FastAPI, with ``POST /v1/checks`` and ``/v1/checks/batch`` answered before it."""
 
     checks: ASGIApp | None = None
+    fast_checks: FastChecks | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.checks is not None and scope["type"] == "http" and scope["path"] in FAST_PATHS:
@@ -353,6 +356,7 @@ class FastChecks:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
+        self.limit = services.settings.max_body_bytes  # BodyLimit's, for the protocol's reads
         self.calls: dict[str, tuple[type[CheckRequest | BatchCheckRequest], Runner]] = {
             "/v1/checks": (CheckRequest, run_check),  # type: ignore[dict-item]
             "/v1/checks/batch": (BatchCheckRequest, run_batch),  # type: ignore[dict-item]
@@ -364,11 +368,10 @@ class FastChecks:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        content_type = headers.get(b"content-type")
-        if content_type is not None and not content_type.startswith(b"application/json"):
+        if not takes(headers.get(b"content-type")):
             await self.app(scope, receive, send)  # the framework's answer for other bodies
             return
-        answer = await self._answer(*call, headers, receive)
+        answer = await self._answer(*call, headers.get(b"authorization"), receive)
         if isinstance(answer, Response):
             await answer(scope, receive, send)
             return
@@ -378,26 +381,33 @@ class FastChecks:
         ]})  # fmt: skip
         await send({"type": "http.response.body", "body": answer})
 
+    async def answer(self, path: str, authorization: bytes | None, raw: bytes) -> bytes | Response:
+        """A whole request's answer, for ``api.http11``'s protocol, which has read the body
+        itself (and answers 200 with ``content-type`` and ``content-length``, like ``__call__``).
+        """
+        return await self._answer(*self.calls[path], authorization, raw)
+
     async def _answer(
         self,
         model: type[CheckRequest | BatchCheckRequest],
         run: Runner,
-        headers: dict[bytes, bytes],
-        receive: Receive,
+        authorization: bytes | None,
+        body: Receive | bytes,
     ) -> bytes | Response:
-        """The decision JSON, or the error response."""
+        """The decision JSON, or the error response. ``body``: the bytes, or where to read them.
+        The key is proven before the body is read: no key, no reading of its megabytes."""
         try:
-            key = authenticate(self.services.keys, _bearer(headers.get(b"authorization")))
-            raw = await _body(receive)
+            key = authenticate(self.services.keys, _bearer(authorization))
+            raw = body if isinstance(body, bytes) else await _body(body)
             if not raw:
                 raise ApiError(422, "missing", "Field required", "body")
             try:
-                body = model.model_validate_json(raw)
+                parsed = model.model_validate_json(raw)
             except ValidationError as exc:
                 return validation_response(
                     [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
                 )
-            return await run(self.services, key, body)
+            return await run(self.services, key, parsed)
         except ApiError as exc:
             return await on_api_error(None, exc)  # type: ignore[arg-type]
         except StarletteHTTPException as exc:  # 413 from BodyLimit while the body streamed in
@@ -409,6 +419,11 @@ class FastChecks:
         except Exception as exc:  # outside ServerErrorMiddleware: never let uvicorn answer 500
             log.exception("check failed")
             return await on_unexpected(None, exc)  # type: ignore[arg-type]
+
+
+def takes(content_type: bytes | None) -> bool:
+    """Whether FastChecks answers a body of this content type (else the framework does)."""
+    return content_type is None or content_type.startswith(b"application/json")
 
 
 def _bearer(header: bytes | None) -> str | None:
@@ -456,7 +471,7 @@ async def run_check(services: Services, key: ApiKey, body: CheckRequest) -> byte
         )
     except IdentifierNotListed as exc:
         raise ApiError(422, "identifier_check_failed", exc.message, exc.field) from None
-    answer = decision.model_dump_json(by_alias=True).encode()
+    answer = wire(decision)
     if decision.decision != "pass":
         # Which decision the ledger held before is the idempotency record's business (below).
         await services.remember_decision((decision, answer))
@@ -487,6 +502,12 @@ async def run_batch(services: Services, key: ApiKey, body: BatchCheckRequest) ->
         metrics.check_count("batch", decision, body.matter.category).inc(count)
     services.audit.record_batch(key, response)
     return batch_json(response)
+
+
+def wire(model: BaseModel) -> bytes:
+    """An answer's JSON: ``model_dump_json(by_alias=True).encode()`` byte for byte, without the
+    str in between (pydantic renders bytes; a batch's megabytes were decoded and encoded)."""
+    return model.__pydantic_serializer__.to_json(model, by_alias=True)
 
 
 class _RequestIds:

@@ -186,8 +186,15 @@ _PARTITIONER = DefaultPartitioner()
 def _by_partition(
     messages: list[tuple[bytes, bytes]], partitions: list[int]
 ) -> dict[int, list[tuple[bytes, bytes]]]:
-    """The messages per partition, in order, placed by key as the producer's ``send`` does."""
+    """The messages per partition, in order, placed by key as the producer's ``send`` does.
+
+    A burst's keys are a few departments: each is hashed once (aiokafka's murmur2 is Python,
+    ~1.5 µs a key), not once per record."""
     placed: dict[int, list[tuple[bytes, bytes]]] = {}
+    partition_of: dict[bytes, int] = {}
     for key, value in messages:
-        placed.setdefault(_PARTITIONER(key, partitions, partitions), []).append((key, value))
+        partition = partition_of.get(key)
+        if partition is None:
+            partition = partition_of[key] = _PARTITIONER(key, partitions, partitions)
+        placed.setdefault(partition, []).append((key, value))
     return placed
