@@ -363,3 +363,38 @@ code_like = st.text(
 def test_code_normalisation_is_idempotent(raw: str) -> None:
     once = normalise_code(raw)
     assert normalise_code(once) == once
+
+
+# --- check characters against the reference, for any body ---------------------------------
+# The code works them out with int() in other bases (identifiers.py says why that is the
+# weighted sum); the reference sums the SPEC's weights.
+
+
+@given(st.text(alphabet=USCC_CHARS, min_size=17, max_size=17))
+def test_the_uscc_check_character_is_the_weighted_sums(body: str) -> None:
+    assert uscc_check_char(body) == ref_uscc_check(body)
+
+
+@given(st.text(alphabet="0123456789", min_size=17, max_size=17))
+@example("0" * 17)
+@example("9" * 17)
+def test_the_id_check_character_is_the_weighted_sums(body: str) -> None:
+    assert resident_id_check_char(body) == ref_id_check(body)
+
+
+@given(st.text(min_size=17, max_size=17).filter(lambda body: not set(body) <= set(USCC_CHARS)))
+@example("1" * 16 + "_")  # int() would skip an underscore, or white space at either end
+@example(" " + "1" * 16)
+@example("+" + "1" * 16)
+@example("a" * 17)  # lower case: int() reads it as a digit
+@example("I" * 17)  # outside the alphabet, yet a digit to int() in base 34
+@example("１" * 17)
+def test_a_uscc_body_outside_the_alphabet_has_no_check_character(body: str) -> None:
+    with pytest.raises(ValueError):
+        uscc_check_char(body)
+
+
+@pytest.mark.parametrize("body", ["1" * 16, "1" * 18, ""])
+def test_a_uscc_body_of_another_length_has_no_check_character(body: str) -> None:
+    with pytest.raises(ValueError):
+        uscc_check_char(body)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -18,11 +18,14 @@ from sanctiongate.domain.identifiers import (
     uscc_check_char,
 )
 from sanctiongate.domain.models import ListChange, StoredEntry, Subject
-from sanctiongate.index.layout import REF_SEPARATOR, pack_ref, ref_field, unpack_refs
+from sanctiongate.index.layout import REF_SEPARATOR, Layout, pack_ref, ref_field, unpack_refs
 from sanctiongate.index.records import (
+    _TEXT_JSON,
     KINDS,
     LIST_TYPES,
     ROLES,
+    _decode_text,
+    _encode_text,
     _unpack_code,
     count_code,
     count_key,
@@ -246,6 +249,28 @@ def test_packed_codes_read_back_and_differ(code: str, other: str) -> None:
     assert pack_code(None) == b"\x00" and _unpack_code(b"\x00") is None
 
 
+# 18 ASCII characters, most of the USCC alphabet: packed as a USCC only when all are in it.
+uscc_like = st.text(alphabet=USCC_ALPHABET * 3 + "IOSVZa_ +-", min_size=18, max_size=18)
+
+
+@given(uscc_like)
+@example("1" * 17 + "A")
+@example("1" * 17 + "X")
+@example("1" * 17 + "I")
+def test_a_uscc_form_packs_as_its_base_31_number(code: str) -> None:
+    # The number as format "3" stores it, worked out here character by character.
+    if code[:17].isdigit() and code[17] in "0123456789X":
+        assert pack_code(code)[0] == 2  # an ID number's form comes first
+        return
+    if not set(code) <= set(USCC_ALPHABET):
+        assert pack_code(code)[0] == 3  # as text
+        return
+    number = 0
+    for char in code:
+        number = number * 31 + USCC_ALPHABET.index(char)
+    assert pack_code(code) == b"\x01" + number.to_bytes(12, "big")
+
+
 def test_common_codes_pack_small() -> None:
     assert len(pack_code("91350203M0001QAY9B")) == 13  # 18 characters of 31 → 12 bytes + form
     assert len(pack_code("11010519491231002X")) == 9  # 17 digits and a check → 8 bytes + form
@@ -371,6 +396,19 @@ def test_ref_fields_are_short_printable_and_stable(key: str) -> None:
     else:  # a digest: 8 printable ASCII characters that JSON and Lua carry as they are
         assert len(field) == 8 and field.isascii() and field.isprintable()
         assert orjson.loads(orjson.dumps(field)) == field and '"' not in field and "\\" not in field
+
+
+@given(st.one_of(texts, usccs(), id_numbers(), st.text(max_size=300)))
+def test_a_ref_is_placed_in_its_bucket_and_field(key: str) -> None:
+    layout = Layout()
+    assert layout.ref_place(key) == (layout.bucket(key), ref_field(key))
+
+
+@given(st.lists(st.one_of(record_texts, st.text(max_size=5)), min_size=1, max_size=6))
+def test_texts_are_joined_by_nul_unless_one_holds_a_nul(texts: list[str]) -> None:
+    flags, data = _encode_text(texts)
+    assert bool(flags & _TEXT_JSON) == any("\0" in t for t in texts)
+    assert _decode_text(flags, data) == texts
 
 
 def test_different_codes_get_different_fields() -> None:
