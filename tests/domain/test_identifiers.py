@@ -398,3 +398,19 @@ def test_a_uscc_body_outside_the_alphabet_has_no_check_character(body: str) -> N
 def test_a_uscc_body_of_another_length_has_no_check_character(body: str) -> None:
     with pytest.raises(ValueError):
         uscc_check_char(body)
+
+
+@given(st.text(alphabet=USCC_CHARS * 4 + "IOSVZaz_ +-１Ａ\u00e9", min_size=17, max_size=19))
+def test_a_uscc_is_well_formed_exactly_when_all_its_characters_are_of_the_alphabet(
+    raw: str,
+) -> None:
+    value = normalise_code(raw)
+    try:
+        ident = parse_uscc(raw)
+    except IdentifierError as exc:
+        expected = "uscc_length" if len(value) != 18 else "uscc_alphabet"
+        assert exc.code == expected
+        assert len(value) != 18 or not set(value) <= set(USCC_CHARS)
+        return
+    assert len(value) == 18 and set(value) <= set(USCC_CHARS)
+    assert ident.check_ok == (ref_uscc_check(value[:17]) == value[17])
