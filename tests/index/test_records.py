@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import orjson
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -414,3 +415,75 @@ def test_texts_are_joined_by_nul_unless_one_holds_a_nul(texts: list[str]) -> Non
 def test_different_codes_get_different_fields() -> None:
     codes = [f"91110105{n:09d}X" for n in range(20_000)]
     assert len({ref_field(c) for c in codes}) == len(codes)
+
+
+def _pinned_listing(persons: list[dict], until: str | None = None, role: str | None = None):  # type: ignore[no-untyped-def]
+    subject = {
+        "kind": "legal_person",
+        "name": "北京某某（集团）科技有限公司",
+        "uscc": "91350203M0001QAY9B",
+    }
+    if role:
+        subject["role"] = role
+    return StoredEntry.from_change(
+        ListChange.model_validate(
+            {
+                "schema": "list_change/v1",
+                "op": "upsert",
+                "entry_id": "e1",
+                "version": 7,
+                "event_time": "2025-06-01T08:30:00.250000+08:00",
+                "source": "court:spc",
+                "entry": {
+                    "list_type": "dishonest_judgment_debtor",
+                    "polarity": "black",
+                    "subject": subject,
+                    "related_persons": persons,
+                    "authority": "北京市朝阳区人民法院",
+                    "basis": "（2025）京0105执123号",
+                    "effective_from": "2025-01-01",
+                    "effective_until": until,
+                    "disputed": True,
+                },
+            }
+        ),
+        None,
+    )
+
+
+# Format "3" as written by 7a6a28b, byte for byte: a faster encoder must write the same records
+# (a generation's records are read by every worker and API process of that format). The text
+# is deflated by the system zlib; one that deflates otherwise would fail here although its
+# records still decode.
+PINNED = [
+    (
+        [],
+        None,
+        None,
+        "377c62307c352000683b9f0803d0900000004e790100a88a4d9fa6796d488ff4f7097b2261223a5b305d7d83"
+        "a717868dc0b2fcc8e6239b17af00c5ede29520d360bac092c00cbafee21744266080a5d57d2b0d0c0d4caf6d"
+        "313432de751400",
+    ),
+    (
+        [
+            {"role": "legal_representative", "name": "張三", "id_number": "11010519491231002X"},
+            {"role": "guarantor", "name": "李四"},
+        ],
+        "2027-01-01",
+        "applicant",
+        "377c62307c373000683b9f0803d0900002004e790051530100a88a4d9fa6796d488ff4f70201ae4a19bdbda0"
+        "280000ff307b2261223a5b305d2c2272223a226170706c6963616e74222c2270223a5b6e756c6c2c2267756172"
+        "616e746f72225d7d83a717868dc0b2fcc8e6239b17af00c5ede29520d360bac092c00cbafee21744266080a5d5"
+        "7d2b0d0c0d4caf6d313432de7594a1bfe3c45f8603ef4e1f0100",
+    ),
+]
+
+
+@pytest.mark.parametrize(("persons", "until", "role", "expected"), PINNED)
+def test_records_are_written_as_before(
+    persons: list[dict], until: str | None, role: str | None, expected: str
+) -> None:
+    stored = _pinned_listing(persons, until, role)
+    raw = encode_record(stored)
+    assert raw.hex() == expected
+    assert decode_record(raw, "e1") == stored

@@ -352,19 +352,33 @@ def _entry_part(
         extras["r"] = subject.role
     persons = entry.related_persons
     code = subject.id_number if subject.kind == "natural_person" else subject.uscc
-    codes = [pack_code(code)] + [pack_code(p.id_number) for p in persons]
-    roles = bytes(_ROLE_CODE.get(p.role, _OTHER_ROLE) for p in persons)
-    if _OTHER_ROLE in roles:
-        extras["p"] = [None if p.role in _ROLE_CODE else p.role for p in persons]
+    codes = pack_code(code)
+    uncoded = codes == b"\x00"
+    texts += (subject.name, entry.authority, entry.basis)
+    if persons:  # most listings name nobody else: no generators to run for them
+        codes, uncoded = _persons_part(persons, codes, extras, texts)
     state = _DISPUTED if entry.disputed else 0
     days = (entry.effective_from.toordinal() - _EPOCH_DAY).to_bytes(_DAYS, "big", signed=True)
     if entry.effective_until is not None:
         state |= _HAS_UNTIL
         days += (entry.effective_until.toordinal() - _EPOCH_DAY).to_bytes(_DAYS, "big", signed=True)
-    texts += [subject.name, entry.authority, entry.basis, *(p.name for p in persons)]
     kinds = list_type << 4 | _POLARITY_CODE[entry.polarity] << 2 | _KIND_CODE[subject.kind]
     head = bytes((kinds, len(persons)))
-    return head + days + b"".join(codes) + roles, state, b"\x00" in codes
+    return head + days + codes, state, uncoded
+
+
+def _persons_part(
+    persons: list[RelatedPerson], subject_code: bytes, extras: dict[str, Any], texts: list[str]
+) -> tuple[bytes, bool]:
+    """(every party's packed code then the persons' role codes, some party has no code) of a
+    listing that names related persons; their names go to ``texts``, roles outside the table
+    to ``extras``."""
+    codes = [subject_code, *(pack_code(p.id_number) for p in persons)]
+    roles = bytes(_ROLE_CODE.get(p.role, _OTHER_ROLE) for p in persons)
+    if _OTHER_ROLE in roles:
+        extras["p"] = [None if p.role in _ROLE_CODE else p.role for p in persons]
+    texts += (p.name for p in persons)
+    return b"".join(codes) + roles, b"\x00" in codes  # a code packed as "none", not a byte
 
 
 # --- decoding ----------------------------------------------------------------------------------
