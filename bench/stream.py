@@ -582,9 +582,10 @@ async def run(args: argparse.Namespace) -> dict:
     try:
         if not args.skip_stream:
             worker, results["ingest"] = await bench_ingest(space, settings, args.changes)
-            results["propagation"] = await bench_propagation(
-                settings, worker, args.changes, args.samples, args.rate
-            )
+            if args.samples:  # --samples 0: no propagation phase
+                results["propagation"] = await bench_propagation(
+                    settings, worker, args.changes, args.samples, args.rate
+                )
             worker.stop()
             if args.approvals:  # --approvals 0: ingest and memory only
                 worker, results["decisions"] = await bench_decisions(
@@ -606,7 +607,7 @@ def main() -> int:
     parser.add_argument("--changes", type=int, help="list changes to ingest (200,000)")
     parser.add_argument("--approvals", type=int, help="approval events (100,000)")
     parser.add_argument("--entries", type=int, help="entries for memory (1,000,000)")
-    parser.add_argument("--samples", type=int, help="propagation samples (1000)")
+    parser.add_argument("--samples", type=int, help="propagation samples (1000; 0 skips it)")
     parser.add_argument("--rate", type=float, default=200, help="propagation changes/s")
     parser.add_argument("--quick", action="store_true", help="20k / 10k / 100k / 200 samples")
     parser.add_argument("--skip-stream", action="store_true", help="only the memory figure")

@@ -20,6 +20,9 @@ from __future__ import annotations
 import os
 import re
 import time
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -207,6 +210,21 @@ def check_duration(channel: str) -> Histogram:
 @lru_cache(maxsize=4096)
 def check_count(channel: str, decision: str, matter_category: str) -> Counter:
     return checks_total.labels(channel=channel, decision=decision, matter_category=matter_category)
+
+
+def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """``histogram.observe`` of each amount, taking each touched bucket's lock and the sum's
+    once, not twice per amount (~3 µs an observation: once per list change applied, on the
+    ingest hot path). prometheus_client has no bulk observe, so this counts into the bucket
+    ``observe`` would (the first upper bound at or above the amount) through the same
+    attributes (tests/ops/test_metrics.py compares the two)."""
+    if not amounts:
+        return
+    histogram._raise_if_not_observable()
+    bounds = histogram._upper_bounds
+    for bucket, count in Tally(bisect_left(bounds, a) for a in amounts).items():
+        histogram._buckets[bucket].inc(count)
+    histogram._sum.inc(sum(amounts))
 
 
 def source_seen(source: str, at: float | None = None) -> None:

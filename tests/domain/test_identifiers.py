@@ -363,3 +363,54 @@ code_like = st.text(
 def test_code_normalisation_is_idempotent(raw: str) -> None:
     once = normalise_code(raw)
     assert normalise_code(once) == once
+
+
+# --- check characters against the reference, for any body ---------------------------------
+# The code works them out with int() in other bases (identifiers.py says why that is the
+# weighted sum); the reference sums the SPEC's weights.
+
+
+@given(st.text(alphabet=USCC_CHARS, min_size=17, max_size=17))
+def test_the_uscc_check_character_is_the_weighted_sums(body: str) -> None:
+    assert uscc_check_char(body) == ref_uscc_check(body)
+
+
+@given(st.text(alphabet="0123456789", min_size=17, max_size=17))
+@example("0" * 17)
+@example("9" * 17)
+def test_the_id_check_character_is_the_weighted_sums(body: str) -> None:
+    assert resident_id_check_char(body) == ref_id_check(body)
+
+
+@given(st.text(min_size=17, max_size=17).filter(lambda body: not set(body) <= set(USCC_CHARS)))
+@example("1" * 16 + "_")  # int() would skip an underscore, or white space at either end
+@example(" " + "1" * 16)
+@example("+" + "1" * 16)
+@example("a" * 17)  # lower case: int() reads it as a digit
+@example("I" * 17)  # outside the alphabet, yet a digit to int() in base 34
+@example("１" * 17)
+def test_a_uscc_body_outside_the_alphabet_has_no_check_character(body: str) -> None:
+    with pytest.raises(ValueError):
+        uscc_check_char(body)
+
+
+@pytest.mark.parametrize("body", ["1" * 16, "1" * 18, ""])
+def test_a_uscc_body_of_another_length_has_no_check_character(body: str) -> None:
+    with pytest.raises(ValueError):
+        uscc_check_char(body)
+
+
+@given(st.text(alphabet=USCC_CHARS * 4 + "IOSVZaz_ +-１Ａ\u00e9", min_size=17, max_size=19))
+def test_a_uscc_is_well_formed_exactly_when_all_its_characters_are_of_the_alphabet(
+    raw: str,
+) -> None:
+    value = normalise_code(raw)
+    try:
+        ident = parse_uscc(raw)
+    except IdentifierError as exc:
+        expected = "uscc_length" if len(value) != 18 else "uscc_alphabet"
+        assert exc.code == expected
+        assert len(value) != 18 or not set(value) <= set(USCC_CHARS)
+        return
+    assert len(value) == 18 and set(value) <= set(USCC_CHARS)
+    assert ident.check_ok == (ref_uscc_check(value[:17]) == value[17])

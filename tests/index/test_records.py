@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import orjson
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -18,11 +19,14 @@ from sanctiongate.domain.identifiers import (
     uscc_check_char,
 )
 from sanctiongate.domain.models import ListChange, StoredEntry, Subject
-from sanctiongate.index.layout import REF_SEPARATOR, pack_ref, ref_field, unpack_refs
+from sanctiongate.index.layout import REF_SEPARATOR, Layout, pack_ref, ref_field, unpack_refs
 from sanctiongate.index.records import (
+    _TEXT_JSON,
     KINDS,
     LIST_TYPES,
     ROLES,
+    _decode_text,
+    _encode_text,
     _unpack_code,
     count_code,
     count_key,
@@ -246,6 +250,28 @@ def test_packed_codes_read_back_and_differ(code: str, other: str) -> None:
     assert pack_code(None) == b"\x00" and _unpack_code(b"\x00") is None
 
 
+# 18 ASCII characters, most of the USCC alphabet: packed as a USCC only when all are in it.
+uscc_like = st.text(alphabet=USCC_ALPHABET * 3 + "IOSVZa_ +-", min_size=18, max_size=18)
+
+
+@given(uscc_like)
+@example("1" * 17 + "A")
+@example("1" * 17 + "X")
+@example("1" * 17 + "I")
+def test_a_uscc_form_packs_as_its_base_31_number(code: str) -> None:
+    # The number as format "3" stores it, worked out here character by character.
+    if code[:17].isdigit() and code[17] in "0123456789X":
+        assert pack_code(code)[0] == 2  # an ID number's form comes first
+        return
+    if not set(code) <= set(USCC_ALPHABET):
+        assert pack_code(code)[0] == 3  # as text
+        return
+    number = 0
+    for char in code:
+        number = number * 31 + USCC_ALPHABET.index(char)
+    assert pack_code(code) == b"\x01" + number.to_bytes(12, "big")
+
+
 def test_common_codes_pack_small() -> None:
     assert len(pack_code("91350203M0001QAY9B")) == 13  # 18 characters of 31 → 12 bytes + form
     assert len(pack_code("11010519491231002X")) == 9  # 17 digits and a check → 8 bytes + form
@@ -373,6 +399,91 @@ def test_ref_fields_are_short_printable_and_stable(key: str) -> None:
         assert orjson.loads(orjson.dumps(field)) == field and '"' not in field and "\\" not in field
 
 
+@given(st.one_of(texts, usccs(), id_numbers(), st.text(max_size=300)))
+def test_a_ref_is_placed_in_its_bucket_and_field(key: str) -> None:
+    layout = Layout()
+    assert layout.ref_place(key) == (layout.bucket(key), ref_field(key))
+
+
+@given(st.lists(st.one_of(record_texts, st.text(max_size=5)), min_size=1, max_size=6))
+def test_texts_are_joined_by_nul_unless_one_holds_a_nul(texts: list[str]) -> None:
+    flags, data = _encode_text(texts)
+    assert bool(flags & _TEXT_JSON) == any("\0" in t for t in texts)
+    assert _decode_text(flags, data) == texts
+
+
 def test_different_codes_get_different_fields() -> None:
     codes = [f"91110105{n:09d}X" for n in range(20_000)]
     assert len({ref_field(c) for c in codes}) == len(codes)
+
+
+def _pinned_listing(persons: list[dict], until: str | None = None, role: str | None = None):  # type: ignore[no-untyped-def]
+    subject = {
+        "kind": "legal_person",
+        "name": "北京某某（集团）科技有限公司",
+        "uscc": "91350203M0001QAY9B",
+    }
+    if role:
+        subject["role"] = role
+    return StoredEntry.from_change(
+        ListChange.model_validate(
+            {
+                "schema": "list_change/v1",
+                "op": "upsert",
+                "entry_id": "e1",
+                "version": 7,
+                "event_time": "2025-06-01T08:30:00.250000+08:00",
+                "source": "court:spc",
+                "entry": {
+                    "list_type": "dishonest_judgment_debtor",
+                    "polarity": "black",
+                    "subject": subject,
+                    "related_persons": persons,
+                    "authority": "北京市朝阳区人民法院",
+                    "basis": "（2025）京0105执123号",
+                    "effective_from": "2025-01-01",
+                    "effective_until": until,
+                    "disputed": True,
+                },
+            }
+        ),
+        None,
+    )
+
+
+# Format "3" as written by 7a6a28b, byte for byte: a faster encoder must write the same records
+# (a generation's records are read by every worker and API process of that format). The text
+# is deflated by the system zlib; one that deflates otherwise would fail here although its
+# records still decode.
+PINNED = [
+    (
+        [],
+        None,
+        None,
+        "377c62307c352000683b9f0803d0900000004e790100a88a4d9fa6796d488ff4f7097b2261223a5b305d7d83"
+        "a717868dc0b2fcc8e6239b17af00c5ede29520d360bac092c00cbafee21744266080a5d57d2b0d0c0d4caf6d"
+        "313432de751400",
+    ),
+    (
+        [
+            {"role": "legal_representative", "name": "張三", "id_number": "11010519491231002X"},
+            {"role": "guarantor", "name": "李四"},
+        ],
+        "2027-01-01",
+        "applicant",
+        "377c62307c373000683b9f0803d0900002004e790051530100a88a4d9fa6796d488ff4f70201ae4a19bdbda0"
+        "280000ff307b2261223a5b305d2c2272223a226170706c6963616e74222c2270223a5b6e756c6c2c2267756172"
+        "616e746f72225d7d83a717868dc0b2fcc8e6239b17af00c5ede29520d360bac092c00cbafee21744266080a5d5"
+        "7d2b0d0c0d4caf6d313432de7594a1bfe3c45f8603ef4e1f0100",
+    ),
+]
+
+
+@pytest.mark.parametrize(("persons", "until", "role", "expected"), PINNED)
+def test_records_are_written_as_before(
+    persons: list[dict], until: str | None, role: str | None, expected: str
+) -> None:
+    stored = _pinned_listing(persons, until, role)
+    raw = encode_record(stored)
+    assert raw.hex() == expected
+    assert decode_record(raw, "e1") == stored

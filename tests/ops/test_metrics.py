@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client import Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from sanctiongate import metrics
@@ -110,3 +111,29 @@ def test_spec_metric_names_are_exported() -> None:
         "sanctiongate_source_last_change_timestamp_seconds",
     }
     assert set(spec) <= metrics.exposed_names()
+
+
+def test_observing_all_at_once_counts_as_observing_each() -> None:
+    buckets = (0.005, 0.01, 0.1, 1.0)
+    amounts = [0.0, 0.005, 0.0050001, 0.01, 0.05, 0.1, 0.7, 1.0, 3.0, 250.0, 0.05]
+    one_by_one = Histogram("one_by_one_seconds", "each", buckets=buckets, registry=None)
+    all_at_once = Histogram("all_at_once_seconds", "all", buckets=buckets, registry=None)
+    for amount in amounts:
+        one_by_one.observe(amount)
+    metrics.observe_all(all_at_once, amounts)
+    metrics.observe_all(all_at_once, [])
+    each, together = (_samples(h) for h in (one_by_one, all_at_once))
+    assert together.pop("_sum") == pytest.approx(each.pop("_sum"))  # added in another order
+    assert together == each  # every bucket and the count
+    assert each["_bucket", "0.005"] == 2 and each["_bucket", "+Inf"] == 11
+
+
+def _samples(histogram: Histogram) -> dict:
+    [family] = histogram.collect()
+    return {
+        (s.name.removeprefix(family.name), s.labels["le"])
+        if "le" in s.labels
+        else s.name.removeprefix(family.name): s.value
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }

@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
-from operator import mul
+from typing import NamedTuple
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -24,7 +23,6 @@ _USCC_VALUE = {c: i for i, c in enumerate(USCC_ALPHABET)}
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK_CHARS = "10X98765432"
 
-_USCC_FORM = re.compile(f"[{USCC_ALPHABET}]{{18}}")
 _ID18_FORM = re.compile(r"\d{17}[\dX]")
 _ID15_FORM = re.compile(r"\d{15}")
 
@@ -43,8 +41,11 @@ class IdentifierError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Identifier:
+class Identifier(NamedTuple):
+    """Immutable; a NamedTuple, not a frozen dataclass: made for every code of every message,
+    and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` a field) cost three times
+    as much."""
+
     kind: IdentifierKind
     value: str  # normalised (18 characters)
     check_ok: bool  # False: well-formed, but its check character is wrong
@@ -76,25 +77,34 @@ def _nfkc(text: str) -> str:
 
 
 # Check characters run for every code of every message (and every stored record read), so
-# they work on bytes: a translate table gives each character's value, map/mul the weighted sum.
-_USCC_VALUES = bytes.maketrans(USCC_ALPHABET.encode(), bytes(range(len(USCC_ALPHABET))))
-_DIGITS_OFFSET = ord("0") * sum(ID_WEIGHTS)
+# they are worked out by int() in C, not summed in Python. The weights are powers: a USCC's
+# 3^i mod 31 (i from the first character), an ID number's 2^(17-i) mod 11. A number written in
+# base b is Σ digit × b^position, and b ≡ 3 (mod 31) for b = 34, b ≡ 2 (mod 11) for b = 13, so
+# the weighted sums are int() of the characters in base 34 (USCC values as base-31 digits,
+# read last character first) and twice int() of the digits in base 13, taken mod 31 and 11.
+# tests/domain/test_identifiers.py checks both against the weights of the SPEC.
+# A USCC character's byte → its value as a base-31 digit (int() reads 0-9, a-u); every other
+# byte → "!", which int() refuses in any base: ``b"!" in code.encode().translate(USCC_DIGITS)``
+# says a code holds a character outside the alphabet (or a non-ASCII one).
+USCC_DIGITS = bytes.maketrans(
+    USCC_ALPHABET.encode() + bytes(b for b in range(256) if chr(b) not in USCC_ALPHABET),
+    b"0123456789abcdefghijklmnopqrstu" + b"!" * (256 - len(USCC_ALPHABET)),
+)
+assert tuple(pow(3, i, 31) for i in range(17)) == USCC_WEIGHTS
+assert tuple(pow(2, 17 - i, 11) for i in range(17)) == ID_WEIGHTS
 
 
 def uscc_check_char(first17: str) -> str:
-    values = first17.encode().translate(_USCC_VALUES)
-    if len(values) != 17 or max(values) >= 31:  # a character outside the alphabet keeps its byte
+    digits = first17[::-1].encode().translate(USCC_DIGITS)
+    if len(digits) != 17 or b"!" in digits:
         raise ValueError("a USCC check character needs 17 characters of the USCC alphabet")
-    check = 31 - sum(map(mul, values, USCC_WEIGHTS)) % 31
-    return USCC_ALPHABET[0 if check == 31 else check]
+    return USCC_ALPHABET[-int(digits, 34) % 31]
 
 
 def resident_id_check_char(first17: str) -> str:
     if len(first17) != 17 or not (first17.isascii() and first17.isdigit()):
         raise ValueError("an ID check digit needs 17 digits")
-    # Σ (byte − '0') × weight, as Σ byte × weight − '0' × Σ weight.
-    total = sum(map(mul, first17.encode(), ID_WEIGHTS)) - _DIGITS_OFFSET
-    return ID_CHECK_CHARS[total % 11]
+    return ID_CHECK_CHARS[2 * int(first17, 13) % 11]
 
 
 # Parsing is pure and an entry's codes are parsed twice (validation, then the anomaly flags):
@@ -104,9 +114,12 @@ def parse_uscc(raw: str) -> Identifier:
     value = normalise_code(raw)
     if len(value) != 18:
         raise IdentifierError("uscc_length", f"a USCC has 18 characters, got {len(value)}")
-    if not _USCC_FORM.fullmatch(value):
+    # The form and the check from one translation (uscc_check_char's, here for all 18).
+    digits = value.encode().translate(USCC_DIGITS)
+    if len(digits) != 18 or b"!" in digits:
         raise IdentifierError("uscc_alphabet", "a USCC uses only 0-9 and A-Y without I, O, S, V, Z")
-    return Identifier(IdentifierKind.USCC, value, uscc_check_char(value[:17]) == value[17])
+    check = USCC_ALPHABET[-int(digits[16::-1], 34) % 31]
+    return Identifier(IdentifierKind.USCC, value, check == value[17])
 
 
 def _birth_date_ok(yyyymmdd: str) -> bool:
@@ -184,7 +197,6 @@ def mask_identifier(value: str) -> str:
     return "*" * n
 
 
-_WHITESPACE = re.compile(r"\s+")
 _BRACKETS = str.maketrans(
     {
         "（": "(",
@@ -223,6 +235,11 @@ _BRACKETS = str.maketrans(
 )
 
 
+# Most names hold none of these: a search says so several times faster than translate()
+# walks a Chinese name.
+_BRACKETED = re.compile("[" + re.escape("".join(map(chr, _BRACKETS))) + "]")
+
+
 @lru_cache(maxsize=1)
 def _t2s():  # type: ignore[no-untyped-def]
     import opencc  # a maintained dictionary, not a hand-written table
@@ -237,7 +254,11 @@ def normalise_name(raw: str) -> str:
 
 
 def _fold(text: str) -> str:
-    folded = _WHITESPACE.sub("", _nfkc(text).upper()).translate(_BRACKETS)
+    # split() splits at exactly the white space of the regex \s (both ask str.isspace), and
+    # joining its parts is a few times faster than re.sub.
+    folded = "".join(_nfkc(text).upper().split())
+    if _BRACKETED.search(folded):
+        folded = folded.translate(_BRACKETS)
     # NFKC once more: upper-casing (ΐ) and dropping a space that NFKC made of a spacing accent
     # (A´ → "A \u0301" → "A\u0301") leave sequences that compose, and a key must be stable.
     return _simplified(_nfkc(folded))

@@ -456,18 +456,25 @@ class StoredEntry(Model):
 
     def index_keys(self) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
         """(identifier, role) and (normalised name, role) pairs this entry is found under."""
-        names: set[tuple[str, str]] = set()
-        if self.entry is not None:
-            names.add((normalise_name(self.entry.subject.name), "subject"))
-            names.update((normalise_name(p.name), p.role) for p in self.entry.related_persons)
+        entry = self.entry
+        if entry is None:
+            return set(), set()
+        names = {(normalise_name(entry.subject.name), "subject")}
+        for person in entry.related_persons:  # a loop, not a generator: once per change
+            names.add((normalise_name(person.name), person.role))
         return self.identifier_keys(), names
 
     def identifier_keys(self) -> set[tuple[str, str]]:
         """The (identifier, role) pairs of :meth:`index_keys` (no names folded)."""
         ids: set[tuple[str, str]] = set()
-        if self.entry is None:
+        entry = self.entry
+        if entry is None:
             return ids
-        if self.entry.subject.identifier:
-            ids.add((self.entry.subject.identifier, "subject"))
-        ids.update((p.id_number, p.role) for p in self.entry.related_persons if p.id_number)
+        subject = entry.subject
+        identifier = subject.uscc or subject.id_number
+        if identifier:
+            ids.add((identifier, "subject"))
+        for person in entry.related_persons:
+            if person.id_number:
+                ids.add((person.id_number, person.role))
         return ids

@@ -69,6 +69,12 @@ class Layout:
     def bucket(self, field: str) -> int:
         return crc32(field.encode()) % self.buckets
 
+    def ref_place(self, key: str) -> tuple[int, str]:
+        """(:meth:`bucket`, :func:`ref_field`) of a ref's key, encoding it once: the ingest
+        works this out for every identifier and name of every change."""
+        raw = key.encode()
+        return crc32(raw) % self.buckets, _field_of(key, raw)
+
     # --- outside generations ----------------------------------------------------------------
     @property
     def meta(self) -> str:
@@ -173,7 +179,10 @@ def ref_field(key: str) -> str:
     reader re-checks what it found against the record (candidates: :func:`.records.may_hold_identifier` and
     ``match_subject``; :meth:`.store.SanctionIndex.entries_for_identifier`), so a shared field
     can never make a subject match another's listing."""
-    raw = key.encode()
+    return _field_of(key, key.encode())
+
+
+def _field_of(key: str, raw: bytes) -> str:
     if len(raw) <= _SHORT_FIELD:
         return key
     return b2a_base64(blake2b(raw, digest_size=6).digest(), newline=False).decode()

@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ..domain.identifiers import USCC_ALPHABET
+from ..domain.identifiers import USCC_ALPHABET, USCC_DIGITS
 from ..domain.models import ListEntry, RelatedPerson, StoredEntry, Subject, trusted
 from .vocabulary import WORDS
 
@@ -120,10 +120,8 @@ def count_key(code: str) -> tuple[str, str]:
 
 _NO_CODE, _USCC_FORM, _ID_FORM, _TEXT_FORM = 0, 1, 2, 3
 _ID_CHECKS = "0123456789X"
-# A USCC character as a base-31 digit character (int(…, 31) reads 0-9, a-u), and back in pairs.
-_TO_BASE31 = str.maketrans(USCC_ALPHABET, "0123456789abcdefghijklmnopqrstu")
+# A USCC's characters as base-31 digits (USCC_DIGITS, for int(…, 31)), and back in pairs.
 _USCC_PAIRS = tuple(a + b for a in USCC_ALPHABET for b in USCC_ALPHABET)
-_USCC_CHARS = frozenset(USCC_ALPHABET)
 _PACKED: dict[str, bytes] = {}  # the probes of checks: a few per request, bounded below
 
 
@@ -140,8 +138,9 @@ def pack_code(code: str | None) -> bytes:
         if code[:17].isdigit() and code[17] in _ID_CHECKS:
             number = int(code[:17]) * 11 + _ID_CHECKS.index(code[17])
             return b"\x02" + number.to_bytes(8, "big")
-        if _USCC_CHARS.issuperset(code):
-            return b"\x01" + int(code.translate(_TO_BASE31), 31).to_bytes(12, "big")
+        digits = code.encode().translate(USCC_DIGITS)
+        if b"!" not in digits:
+            return b"\x01" + int(digits, 31).to_bytes(12, "big")
     text = code.encode()
     return b"\x03" + _varint(len(text)) + text
 
@@ -242,11 +241,10 @@ def _inflate(data: bytes) -> bytes:
 def _encode_text(texts: list[str]) -> tuple[int, bytes]:
     """(flags, bytes) of the record's texts."""
     flags = 0
-    if any("\0" in t for t in texts):
+    text = "\0".join(texts)
+    if text.count("\0") >= len(texts):  # more NULs than joined them: a text holds one
         text = orjson.dumps(texts).decode()
         flags |= _TEXT_JSON
-    else:
-        text = "\0".join(texts)
     try:
         data = text.encode("gb18030")
         if data.decode("gb18030") != text:  # not lossless for this text: keep it exact
@@ -292,8 +290,11 @@ _OTHER_LIST_TYPE = 15
 _OTHER_ROLE = 255
 
 
-def encode_record(stored: StoredEntry) -> bytes:
-    return f"{stored.version}|{count_code(stored)}|".encode() + _record_body(stored)
+def encode_record(stored: StoredEntry, code: str | None = None) -> bytes:
+    """``code``: its :func:`count_code`, when the caller has it already."""
+    if code is None:
+        code = count_code(stored)
+    return f"{stored.version}|{code}|".encode() + _record_body(stored)
 
 
 def _record_body(stored: StoredEntry) -> bytes:
@@ -351,19 +352,33 @@ def _entry_part(
         extras["r"] = subject.role
     persons = entry.related_persons
     code = subject.id_number if subject.kind == "natural_person" else subject.uscc
-    codes = [pack_code(code)] + [pack_code(p.id_number) for p in persons]
-    roles = bytes(_ROLE_CODE.get(p.role, _OTHER_ROLE) for p in persons)
-    if _OTHER_ROLE in roles:
-        extras["p"] = [None if p.role in _ROLE_CODE else p.role for p in persons]
+    codes = pack_code(code)
+    uncoded = codes == b"\x00"
+    texts += (subject.name, entry.authority, entry.basis)
+    if persons:  # most listings name nobody else: no generators to run for them
+        codes, uncoded = _persons_part(persons, codes, extras, texts)
     state = _DISPUTED if entry.disputed else 0
     days = (entry.effective_from.toordinal() - _EPOCH_DAY).to_bytes(_DAYS, "big", signed=True)
     if entry.effective_until is not None:
         state |= _HAS_UNTIL
         days += (entry.effective_until.toordinal() - _EPOCH_DAY).to_bytes(_DAYS, "big", signed=True)
-    texts += [subject.name, entry.authority, entry.basis, *(p.name for p in persons)]
     kinds = list_type << 4 | _POLARITY_CODE[entry.polarity] << 2 | _KIND_CODE[subject.kind]
     head = bytes((kinds, len(persons)))
-    return head + days + b"".join(codes) + roles, state, b"\x00" in codes
+    return head + days + codes, state, uncoded
+
+
+def _persons_part(
+    persons: list[RelatedPerson], subject_code: bytes, extras: dict[str, Any], texts: list[str]
+) -> tuple[bytes, bool]:
+    """(every party's packed code then the persons' role codes, some party has no code) of a
+    listing that names related persons; their names go to ``texts``, roles outside the table
+    to ``extras``."""
+    codes = [subject_code, *(pack_code(p.id_number) for p in persons)]
+    roles = bytes(_ROLE_CODE.get(p.role, _OTHER_ROLE) for p in persons)
+    if _OTHER_ROLE in roles:
+        extras["p"] = [None if p.role in _ROLE_CODE else p.role for p in persons]
+    texts += (p.name for p in persons)
+    return b"".join(codes) + roles, b"\x00" in codes  # a code packed as "none", not a byte
 
 
 # --- decoding ----------------------------------------------------------------------------------

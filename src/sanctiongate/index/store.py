@@ -442,7 +442,8 @@ class SanctionIndex:
             before = decode_record(raw, change.entry_id)
             stored_version = -1 if before is None else before.version
             previous = before
-            for overtaken in sorted(batch.earlier.get(change.entry_id, ()), key=_version):
+            lower = batch.earlier.get(change.entry_id)
+            for overtaken in sorted(lower, key=_version) if lower else ():
                 if overtaken.version > stored_version:  # so is ``change``, newer still
                     previous = StoredEntry.from_change(overtaken, previous)
                     result.overtaken.append(overtaken)
@@ -497,7 +498,8 @@ class SanctionIndex:
             else:
                 activation = ""
             adds, removes = self._ref_args(after, before)
-            record = encode_record(after)
+            code = count_code(after)
+            record = encode_record(after, code)
             records.append(record)
             batch.append(
                 [
@@ -505,7 +507,7 @@ class SanctionIndex:
                     entry_id,
                     after.version,
                     -1 if before is None else before.version,
-                    count_code(after),
+                    code,
                     adds,
                     removes,
                     activation,
@@ -554,12 +556,12 @@ class SanctionIndex:
     def _flat_refs(
         self, ids: Iterable[tuple[str, str]], names: Iterable[tuple[str, str]]
     ) -> list[str | int]:
-        bucket = self.layout.bucket
+        place = self.layout.ref_place
         flat: list[str | int] = []
         for identifier, role in ids:
-            flat += ("i", bucket(identifier), ref_field(identifier), role_code(role))
+            flat += ("i", *place(identifier), role_code(role))
         for name, role in names:
-            flat += ("n", bucket(name), ref_field(name), role_code(role))
+            flat += ("n", *place(name), role_code(role))
         return flat
 
     async def _apply_per_slot(

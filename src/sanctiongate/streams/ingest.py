@@ -138,16 +138,18 @@ class ListChangeIngest:
         outcomes: Counter[tuple[str, str]] = Counter()
         anomalies: Counter[tuple[str, str]] = Counter()
         now = time.time()
+        waits: list[float] = []
         for applied in result.applied:
             change = applied.change
             outcomes[(change.op, "applied")] += 1
             sent = produced_at.get((change.entry_id, change.version))
             if sent is not None:
-                metrics.change_propagation_seconds.observe(max(0.0, now - sent))
+                waits.append(max(0.0, now - sent))
             if change.op == "upsert":
                 for path in applied.after.identifier_anomalies:
                     kind = "uscc" if path.endswith("uscc") else "id_number"
                     anomalies[(change.source, kind)] += 1
+        metrics.observe_all(metrics.change_propagation_seconds, waits)
         for change in result.overtaken:  # applied in effect, as if it had come alone
             outcomes[(change.op, "applied")] += 1
         for change in result.stale:

@@ -41,7 +41,9 @@ def decode_change(raw: bytes | None) -> ListChange:
     """
     if raw is not None:
         try:
-            return ListChange.model_validate_json(raw)
+            # The validator itself: model_validate_json passes five keyword arguments through
+            # to it, which cost a tenth of validating a list change.
+            return ListChange.__pydantic_validator__.validate_json(raw)
         except ValidationError:
             pass
     return decode(raw, ListChange, "list_change/v1")
