@@ -10,7 +10,15 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
-from sanctiongate.domain.models import AppliedMeasure, Decision, Hit, Subject, SubjectResult
+from sanctiongate.domain.assembled import assembled
+from sanctiongate.domain.models import (
+    AppliedMeasure,
+    AsOf,
+    Decision,
+    Hit,
+    Subject,
+    SubjectResult,
+)
 
 from .test_check_assembly import NOBODY, NOW, PROCUREMENT, checker
 from .test_decisions import (
@@ -121,3 +129,15 @@ async def test_assembled_equals_validated() -> None:
     assert Hit.model_validate(hit.model_dump()) == hit
     measure = hit.measures[0]
     assert AppliedMeasure.model_validate(measure.model_dump()) == measure
+
+
+def test_assembled_models_share_one_set_of_field_names_safely() -> None:
+    # Every field is set, so one set serves all; an assignment adds a name already there.
+    values = {"event_time": None, "lag_seconds": 1.0}
+    first, second = assembled(AsOf, dict(values)), assembled(AsOf, dict(values))
+    assert first.model_fields_set == second.model_fields_set == set(AsOf.model_fields)
+    first.lag_seconds = 2.0
+    assert second.model_fields_set == set(AsOf.model_fields)
+    assert (
+        second.model_dump() == values and first.model_dump(exclude_unset=True)["lag_seconds"] == 2
+    )
