@@ -209,6 +209,23 @@ def check_count(channel: str, decision: str, matter_category: str) -> Counter:
     return checks_total.labels(channel=channel, decision=decision, matter_category=matter_category)
 
 
+def observe_many(histogram: Histogram, amount: float, count: int) -> None:
+    """``count`` observations of one ``amount`` (each check of a stream batch took the batch's
+    time): one bucket and one sum increment instead of ``count`` calls of ``observe``, which
+    cost ~1.4 µs a decision in a worker. Reaches into the fields ``Histogram.observe`` updates;
+    tests/test_stream_wire.py holds the result to ``count`` observations, so a change of
+    prometheus_client fails there. The sum is ``amount * count`` (rounded once, not ``count``
+    times)."""
+    if count <= 0:
+        return
+    histogram._raise_if_not_observable()
+    histogram._sum.inc(amount * count)
+    for bucket, bound in zip(histogram._buckets, histogram._upper_bounds, strict=True):
+        if amount <= bound:
+            bucket.inc(count)
+            break
+
+
 def source_seen(source: str, at: float | None = None) -> None:
     """A list change from ``source`` arrived (feeds the silent-source alert)."""
     source_last_change_timestamp_seconds.labels(source=source).set(at or time.time())

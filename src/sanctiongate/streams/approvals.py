@@ -25,7 +25,7 @@ import orjson
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from .. import metrics
-from ..audit import audit_record
+from ..audit import record_at
 from ..checks import IdentifierNotListed
 from ..domain.models import (
     Alert,
@@ -100,7 +100,7 @@ class ApprovalComparison:
             else:  # decided before (a replay) or earlier in this batch: that one holds
                 body_of.setdefault(request, other)
         outbox = Outbox(self._producer())
-        at = datetime.now(UTC)
+        stamp = datetime.now(UTC).isoformat()  # the audit records' time, one for the batch
         published: set[tuple[str, str]] = set()
         for request in requests:
             body = body_of.get(request)
@@ -109,7 +109,7 @@ class ApprovalComparison:
             published.add(request)
             await outbox.add(self.settings.topic_decisions, request[1].encode(), body)
             if (decision := first.get(request)) is not None:
-                await self._audit(outbox, decision, at)
+                await self._audit(outbox, decision, stamp)
         self._count(first.values(), elapsed)
         pending.extend(await outbox.send())
         return pending
@@ -134,12 +134,8 @@ class ApprovalComparison:
         """Counted per batch: one labels() per label set, not per decision."""
         by_labels = Counter((d.decision, d.matter.category) for d in decisions)
         for (decision, category), count in by_labels.items():
-            metrics.checks_total.labels(
-                channel="stream", decision=decision, matter_category=category
-            ).inc(count)
-        duration = metrics.check_duration_seconds.labels(channel="stream")
-        for _ in range(by_labels.total()):
-            duration.observe(elapsed)
+            metrics.check_count("stream", decision, category).inc(count)
+        metrics.observe_many(metrics.check_duration("stream"), elapsed, by_labels.total())
 
     # --- approved ----------------------------------------------------------------------------
 
@@ -187,15 +183,16 @@ class ApprovalComparison:
         if not decided:
             return []
         outbox = Outbox(self._producer())
-        at = datetime.now(UTC)
+        stamp = datetime.now(UTC).isoformat()
         for decision in decided:
-            await self._audit(outbox, decision, at)
+            await self._audit(outbox, decision, stamp)
         self._count(decided, elapsed)
         return await outbox.send()
 
-    async def _audit(self, outbox: Outbox, decision: Decision, at: datetime) -> None:
-        """The ``audit/v1`` record of a check the stream made, keyed by its department."""
-        record = audit_record("stream", decision.department, None, decision, at)
+    async def _audit(self, outbox: Outbox, decision: Decision, stamp: str) -> None:
+        """The ``audit/v1`` record of a check the stream made, keyed by its department;
+        ``stamp``: its time, written."""
+        record = record_at("stream", decision.department, None, decision, stamp)
         await outbox.add(
             self.settings.topic_audit, decision.department.encode(), orjson.dumps(record)
         )

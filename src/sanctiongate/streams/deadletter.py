@@ -113,7 +113,10 @@ def _safe_key(key: bytes | None) -> str | None:
 
 
 def encode(model: BaseModel) -> bytes:
-    return model.model_dump_json(by_alias=True).encode()
+    # What ``model_dump_json(by_alias=True).encode()`` gives, without the str in between: the
+    # serializer makes bytes, and the dump's str decode plus our encode copied every decision
+    # twice (~1.5 µs of ~4 for a pass decision).
+    return model.__pydantic_serializer__.to_json(model, by_alias=True)
 
 
 def count_rejected(topic: str, code: str) -> None:
