@@ -109,7 +109,7 @@ class ApprovalComparison:
             published.add(request)
             await outbox.add(self.settings.topic_decisions, request[1].encode(), body)
             if (decision := first.get(request)) is not None:
-                await self._audit(outbox, decision, stamp)
+                await outbox.add(self.settings.topic_audit, *_audit_message(decision, stamp))
         self._count(first.values(), elapsed)
         pending.extend(await outbox.send())
         return pending
@@ -185,17 +185,16 @@ class ApprovalComparison:
         outbox = Outbox(self._producer())
         stamp = datetime.now(UTC).isoformat()
         for decision in decided:
-            await self._audit(outbox, decision, stamp)
+            await outbox.add(self.settings.topic_audit, *_audit_message(decision, stamp))
         self._count(decided, elapsed)
         return await outbox.send()
 
-    async def _audit(self, outbox: Outbox, decision: Decision, stamp: str) -> None:
-        """The ``audit/v1`` record of a check the stream made, keyed by its department;
-        ``stamp``: its time, written."""
-        record = record_at("stream", decision.department, None, decision, stamp)
-        await outbox.add(
-            self.settings.topic_audit, decision.department.encode(), orjson.dumps(record)
-        )
+
+def _audit_message(decision: Decision, stamp: str) -> tuple[bytes, bytes]:
+    """Key and value of the ``audit/v1`` record of a check the stream made (keyed by its
+    department); ``stamp``: its time, written."""
+    record = record_at("stream", decision.department, None, decision, stamp)
+    return decision.department.encode(), orjson.dumps(record)
 
 
 def _despite_block(event: ApprovalEvent, decision: Decision, source: str) -> Alert | None:
