@@ -35,6 +35,7 @@ from ..domain.models import (
     RejectionError,
 )
 from ..domain.monitoring import Approval, approval_despite_block
+from ..heap import collector_paused
 from ..index.ledger import Ledger
 from .deadletter import BadMessage, decode, encode
 from .outbox import Outbox
@@ -52,6 +53,10 @@ class ApprovalComparison:
         self.settings = runtime.settings
 
     async def handle(self, records: Sequence[ConsumerRecord]) -> None:
+        with collector_paused():  # see heap.py: a batch's objects die with it
+            await self._handle(records)
+
+    async def _handle(self, records: Sequence[ConsumerRecord]) -> None:
         pending: list[asyncio.Future] = []
         submitted: list[Decoded] = []
         approved: list[Decoded] = []
