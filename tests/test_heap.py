@@ -84,15 +84,20 @@ def test_collections_put_off_happen_after_the_pause() -> None:
         gc.callbacks.remove(note)
 
 
-async def test_the_approval_agent_handles_a_batch_with_the_collector_paused(
+async def test_the_approval_agent_pauses_it_while_handling_not_while_waiting_for_acks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    agent = ApprovalComparison.__new__(ApprovalComparison)  # no runtime needed: _handle is faked
-    seen: list[bool] = []
+    agent = ApprovalComparison.__new__(ApprovalComparison)  # no runtime: _handled is faked
+    seen: list[tuple[str, bool]] = []
 
-    async def handled(records: object) -> None:
-        seen.append(gc.isenabled())
+    async def acked() -> None:
+        seen.append(("waiting for the broker", gc.isenabled()))
 
-    monkeypatch.setattr(agent, "_handle", handled)
+    async def handled(records: object) -> list[asyncio.Future]:
+        seen.append(("handling", gc.isenabled()))
+        return [asyncio.ensure_future(acked())]  # runs once handle() waits for it
+
+    monkeypatch.setattr(agent, "_handled", handled)
     await agent.handle([])
-    assert seen == [False] and gc.isenabled()
+    assert seen == [("handling", False), ("waiting for the broker", True)]
+    assert gc.isenabled()

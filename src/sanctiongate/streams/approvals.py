@@ -53,10 +53,16 @@ class ApprovalComparison:
         self.settings = runtime.settings
 
     async def handle(self, records: Sequence[ConsumerRecord]) -> None:
-        with collector_paused():  # see heap.py: a batch's objects die with it
-            await self._handle(records)
+        # No collection while the batch is handled (heap.py: its objects die with it); while
+        # what it published waits for the broker, one may run, in time the worker would idle.
+        with collector_paused():
+            pending = await self._handled(records)
+        if pending:
+            await asyncio.gather(*pending)
 
-    async def _handle(self, records: Sequence[ConsumerRecord]) -> None:
+    async def _handled(self, records: Sequence[ConsumerRecord]) -> list[asyncio.Future]:
+        """Handle the batch; the futures of what it published (decisions, audit records, dead
+        letters), resolved once the broker has them."""
         pending: list[asyncio.Future] = []
         submitted: list[Decoded] = []
         approved: list[Decoded] = []
@@ -74,8 +80,7 @@ class ApprovalComparison:
             pending.extend(await self._decide(submitted))
         if approved:
             pending.extend(await self._compare_approvals(approved))
-        if pending:
-            await asyncio.gather(*pending)
+        return pending
 
     # --- submitted ---------------------------------------------------------------------------
 
