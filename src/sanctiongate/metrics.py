@@ -22,7 +22,7 @@ import re
 import time
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -218,13 +218,25 @@ def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
     ingest hot path). prometheus_client has no bulk observe, so this counts into the bucket
     ``observe`` would (the first upper bound at or above the amount) through the same
     attributes (tests/ops/test_metrics.py compares the two)."""
-    if not amounts:
-        return
+    if amounts:
+        bounds = histogram._upper_bounds
+        _add(histogram, Tally(bisect_left(bounds, a) for a in amounts), sum(amounts))
+
+
+def observe_many(histogram: Histogram, amount: float, count: int) -> None:
+    """``count`` observations of one ``amount`` (each check of a stream batch took the batch's
+    time), as :func:`observe_all` would count them; the sum is ``amount * count`` (rounded
+    once, not ``count`` times). tests/test_stream_wire.py holds it to ``count`` observations."""
+    if count > 0:
+        _add(histogram, {bisect_left(histogram._upper_bounds, amount): count}, amount * count)
+
+
+def _add(histogram: Histogram, per_bucket: Mapping[int, int], total: float) -> None:
+    """Counts into buckets (by index) and the sum: the fields ``Histogram.observe`` updates."""
     histogram._raise_if_not_observable()
-    bounds = histogram._upper_bounds
-    for bucket, count in Tally(bisect_left(bounds, a) for a in amounts).items():
+    for bucket, count in per_bucket.items():
         histogram._buckets[bucket].inc(count)
-    histogram._sum.inc(sum(amounts))
+    histogram._sum.inc(total)
 
 
 def source_seen(source: str, at: float | None = None) -> None:

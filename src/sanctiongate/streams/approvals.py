@@ -25,7 +25,7 @@ import orjson
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from .. import metrics
-from ..audit import audit_record
+from ..audit import record_at
 from ..checks import IdentifierNotListed
 from ..domain.models import (
     Alert,
@@ -35,6 +35,7 @@ from ..domain.models import (
     RejectionError,
 )
 from ..domain.monitoring import Approval, approval_despite_block
+from ..heap import collector_paused
 from ..index.ledger import Ledger
 from .deadletter import DEAD_LETTER_MAX_BYTES, BadMessage, decode, encode
 from .outbox import Outbox
@@ -55,6 +56,16 @@ class ApprovalComparison:
         self.settings = runtime.settings
 
     async def handle(self, records: Sequence[ConsumerRecord]) -> None:
+        # No collection while the batch is handled (heap.py: its objects die with it); while
+        # what it published waits for the broker, one may run, in time the worker would idle.
+        with collector_paused():
+            pending = await self._handled(records)
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def _handled(self, records: Sequence[ConsumerRecord]) -> list[asyncio.Future]:
+        """Handle the batch; the futures of what it published (decisions, audit records, dead
+        letters), resolved once the broker has them."""
         pending: list[asyncio.Future] = []
         submitted: list[Decoded] = []
         approved: list[Decoded] = []
@@ -72,8 +83,7 @@ class ApprovalComparison:
             pending.extend(await self._decide(submitted))
         if approved:
             pending.extend(await self._compare_approvals(approved))
-        if pending:
-            await asyncio.gather(*pending)
+        return pending
 
     # --- submitted ---------------------------------------------------------------------------
 
@@ -106,7 +116,7 @@ class ApprovalComparison:
             else:  # decided before (a replay) or earlier in this batch: that one holds
                 body_of.setdefault(request, other)
         outbox = Outbox(self._producer())
-        at = datetime.now(UTC)
+        stamp = datetime.now(UTC).isoformat()  # the audit records' time, one for the batch
         published: set[tuple[str, str]] = set()
         for request in requests:
             body = body_of.get(request)
@@ -115,7 +125,7 @@ class ApprovalComparison:
             published.add(request)
             await outbox.add(self.settings.topic_decisions, request[1].encode(), body)
             if (decision := first.get(request)) is not None:
-                await self._audit(outbox, decision, at)
+                await outbox.add(self.settings.topic_audit, *_audit_message(decision, stamp))
         self._count(first.values(), elapsed)
         pending.extend(await outbox.send())
         return pending
@@ -140,12 +150,8 @@ class ApprovalComparison:
         """Counted per batch: one labels() per label set, not per decision."""
         by_labels = Counter((d.decision, d.matter.category) for d in decisions)
         for (decision, category), count in by_labels.items():
-            metrics.checks_total.labels(
-                channel="stream", decision=decision, matter_category=category
-            ).inc(count)
-        duration = metrics.check_duration_seconds.labels(channel="stream")
-        for _ in range(by_labels.total()):
-            duration.observe(elapsed)
+            metrics.check_count("stream", decision, category).inc(count)
+        metrics.observe_many(metrics.check_duration("stream"), elapsed, by_labels.total())
 
     # --- approved ----------------------------------------------------------------------------
 
@@ -193,18 +199,18 @@ class ApprovalComparison:
         if not decided:
             return []
         outbox = Outbox(self._producer())
-        at = datetime.now(UTC)
+        stamp = datetime.now(UTC).isoformat()
         for decision in decided:
-            await self._audit(outbox, decision, at)
+            await outbox.add(self.settings.topic_audit, *_audit_message(decision, stamp))
         self._count(decided, elapsed)
         return await outbox.send()
 
-    async def _audit(self, outbox: Outbox, decision: Decision, at: datetime) -> None:
-        """The ``audit/v1`` record of a check the stream made, keyed by its department."""
-        record = audit_record("stream", decision.department, None, decision, at)
-        await outbox.add(
-            self.settings.topic_audit, decision.department.encode(), orjson.dumps(record)
-        )
+
+def _audit_message(decision: Decision, stamp: str) -> tuple[bytes, bytes]:
+    """Key and value of the ``audit/v1`` record of a check the stream made (keyed by its
+    department); ``stamp``: its time, written."""
+    record = record_at("stream", decision.department, None, decision, stamp)
+    return decision.department.encode(), orjson.dumps(record)
 
 
 def _too_large(size: int) -> RejectionError:

@@ -33,8 +33,9 @@ def decode(raw: bytes | None, model: type[M], expected_schema: str) -> M:
         raise BadMessage("empty_value", "the message has no value")
     try:
         # Fast path for the messages that are fine (nearly all): pydantic parses the JSON
-        # itself, half the cost of orjson into dicts and validating those.
-        decoded = model.model_validate_json(raw)
+        # itself, half the cost of orjson into dicts and validating those. Its validator
+        # straight away: ``model_validate_json`` only passes its defaults on to it.
+        decoded = model.__pydantic_validator__.validate_json(raw)
         if getattr(decoded, "schema_", None) == expected_schema:
             return decoded
     except ValidationError:
@@ -113,7 +114,10 @@ def _safe_key(key: bytes | None) -> str | None:
 
 
 def encode(model: BaseModel) -> bytes:
-    return model.model_dump_json(by_alias=True).encode()
+    # What ``model_dump_json(by_alias=True).encode()`` gives, without the str in between: the
+    # serializer makes bytes, and the dump's str decode plus our encode copied every decision
+    # twice (~1.5 µs of ~4 for a pass decision).
+    return model.__pydantic_serializer__.to_json(model, by_alias=True)
 
 
 def count_rejected(topic: str, code: str) -> None:

@@ -1,0 +1,103 @@
+"""The collector pause of a batch (heap.collector_paused): off while any batch is in hand, back
+on after the last, whatever happens in between; never switched on if it was off before."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from sanctiongate.heap import collector_paused
+from sanctiongate.streams.approvals import ApprovalComparison
+
+
+@pytest.fixture(autouse=True)
+def collector_restored() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if was:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+def test_paused_inside_and_running_after() -> None:
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_running_again_after_a_failed_batch() -> None:
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("the batch failed")
+    assert gc.isenabled()
+
+
+async def test_overlapping_batches_resume_it_after_the_last() -> None:
+    first_in, second_done = asyncio.Event(), asyncio.Event()
+    seen: list[bool] = []
+
+    async def first() -> None:
+        with collector_paused():
+            first_in.set()
+            await second_done.wait()
+            seen.append(gc.isenabled())  # the second batch left; this one is still in hand
+
+    async def second() -> None:
+        await first_in.wait()
+        with collector_paused():
+            await asyncio.sleep(0)
+        second_done.set()
+
+    await asyncio.gather(first(), second())
+    assert seen == [False]
+    assert gc.isenabled()
+
+
+def test_a_collector_switched_off_before_stays_off() -> None:
+    gc.disable()
+    with collector_paused():
+        pass
+    assert not gc.isenabled()
+
+
+def test_collections_put_off_happen_after_the_pause() -> None:
+    collected: list[int] = []
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "start":
+            collected.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        threshold = gc.get_threshold()[0]
+        with collector_paused():
+            keep = [[] for _ in range(threshold * 2)]  # allocations enough for young collections
+            assert collected == []
+        del keep
+        _ = [[] for _ in range(10)]  # the first allocations after it
+        assert collected, "no collection ran after the pause"
+    finally:
+        gc.callbacks.remove(note)
+
+
+async def test_the_approval_agent_pauses_it_while_handling_not_while_waiting_for_acks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    agent = ApprovalComparison.__new__(ApprovalComparison)  # no runtime: _handled is faked
+    seen: list[tuple[str, bool]] = []
+
+    async def acked() -> None:
+        seen.append(("waiting for the broker", gc.isenabled()))
+
+    async def handled(records: object) -> list[asyncio.Future]:
+        seen.append(("handling", gc.isenabled()))
+        return [asyncio.ensure_future(acked())]  # runs once handle() waits for it
+
+    monkeypatch.setattr(agent, "_handled", handled)
+    await agent.handle([])
+    assert seen == [("handling", False), ("waiting for the broker", True)]
+    assert gc.isenabled()
