@@ -68,14 +68,20 @@ class Outbox:
             batch = self._open[topic, partition] = self.producer.create_batch()
         if batch.append(key=key, value=value, timestamp=None) is None:  # type: ignore[attr-defined]
             # Full: off it goes; a fresh batch always takes its first message, whatever its size.
-            self._sent.append(await self.producer.send_batch(batch, topic, partition=partition))
+            await self._send(batch, topic, partition)
             batch = self._open[topic, partition] = self.producer.create_batch()
             batch.append(key=key, value=value, timestamp=None)  # type: ignore[attr-defined]
 
     async def send(self) -> list[asyncio.Future]:
         """Send what is still open; the futures resolve once the broker has stored each batch."""
         for (topic, partition), batch in self._open.items():
-            self._sent.append(await self.producer.send_batch(batch, topic, partition=partition))
+            await self._send(batch, topic, partition)
         self._open = {}
         sent, self._sent = self._sent, []
         return sent
+
+    async def _send(self, batch: object, topic: str, partition: int) -> None:
+        # Closed: complete, so the producer sends it at once. An open batch waits out the
+        # producer's linger_ms (5) for appends that never come, and the handled batch with it.
+        batch.close()  # type: ignore[attr-defined]
+        self._sent.append(await self.producer.send_batch(batch, topic, partition=partition))
