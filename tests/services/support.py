@@ -176,6 +176,7 @@ class Snapshot:
     counts: dict[tuple[str, str], int]
     identifier_refs: dict[str, set[tuple[str, str]]]
     name_refs: dict[str, set[tuple[str, str]]]
+    codeless_refs: dict[str, set[tuple[str, str]]]  # kind m: names of parties without a code
     measures: dict[str, dict]
 
     def summary(self) -> dict[str, tuple]:
@@ -214,12 +215,14 @@ async def snapshot(index: SanctionIndex, gen: str | None = None) -> Snapshot:
     }
     ids = await _hashes(index.redis, f"{prefix}:{{{gen}.*}}:i")
     names = await _hashes(index.redis, f"{prefix}:{{{gen}.*}}:n")
+    codeless = await _hashes(index.redis, f"{prefix}:{{{gen}.*}}:m")
     return Snapshot(
         gen=gen,
         records=records,
         counts=await index.counts(gen),
         identifier_refs={k: set(unpack_refs(v)) for k, v in ids.items()},
         name_refs={k: set(unpack_refs(v)) for k, v in names.items()},
+        codeless_refs={k: set(unpack_refs(v)) for k, v in codeless.items()},
         measures={
             k.decode(): orjson.loads(v)
             for k, v in (await index.redis.hgetall(index.layout.measures(gen))).items()
@@ -237,15 +240,16 @@ def counts_from_records(records: dict[str, StoredEntry]) -> dict[tuple[str, str]
     return counts
 
 
-def needed_refs(records: dict[str, StoredEntry]) -> tuple[set, set]:
-    """(field, entry_id, role) of the identifier and name refs that the records need (the
-    field: layout.ref_field of the identifier or name)."""
-    ids, names = set(), set()
+def needed_refs(records: dict[str, StoredEntry]) -> tuple[set, set, set]:
+    """(field, entry_id, role) of the identifier, name and code-less name refs that the
+    records need (the field: layout.ref_field of the identifier or name)."""
+    ids, names, codeless = set(), set(), set()
     for entry_id, stored in records.items():
         stored_ids, stored_names = stored.index_keys()
         ids |= {(ref_field(key), entry_id, role) for key, role in stored_ids}
         names |= {(ref_field(key), entry_id, role) for key, role in stored_names}
-    return ids, names
+        codeless |= {(ref_field(k), entry_id, r) for k, r in stored.codeless_name_keys()}
+    return ids, names, codeless
 
 
 def flat(refs: dict[str, set[tuple[str, str]]]) -> set[tuple[str, str, str]]:
@@ -259,9 +263,11 @@ def assert_consistent(snap: Snapshot) -> None:
     against the record), a record without its ref would be a missed hit.
     """
     assert snap.counts == counts_from_records(snap.records)
-    ids, names = needed_refs(snap.records)
+    ids, names, codeless = needed_refs(snap.records)
     assert ids <= flat(snap.identifier_refs), sorted(ids - flat(snap.identifier_refs))[:5]
     assert names <= flat(snap.name_refs), sorted(names - flat(snap.name_refs))[:5]
+    missing = codeless - flat(snap.codeless_refs)
+    assert not missing, sorted(missing)[:5]
 
 
 async def replay(stack: Stack, redis: Redis) -> Snapshot:

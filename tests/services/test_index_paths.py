@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
+from sanctiongate.domain.identifiers import normalise_name
 from sanctiongate.domain.models import ListChange
 from sanctiongate.index import Layout, SanctionIndex
 from sanctiongate.index.layout import ref_field
@@ -26,7 +27,8 @@ from .support import assert_consistent, org, snapshot
 
 def _history(rng: random.Random, entries: int) -> list[ListChange]:
     """Up to four versions per entry: listings, corrections (new names, people, a future
-    start), and removes; every entry shares a name or a person with others."""
+    start, a code given or taken away), and removes; every entry shares a name or a person
+    with others."""
     people = [id_number(birth=f"1980{month:02d}01") for month in range(1, 5)]
     later = (datetime.now(UTC) + timedelta(days=5)).date().isoformat()
     changes = []
@@ -39,12 +41,19 @@ def _history(rng: random.Random, entries: int) -> list[ListChange]:
                 message = list_change(
                     f"path-{i}",
                     version,
-                    subject=org(code, f"路径公司{(i + version) % 7}"),
+                    # every fifth listing's subject has no code in some versions, and every
+                    # third person none in others: their names go under kind m as well
+                    subject=org(
+                        None if i % 5 == 0 and version % 2 == 0 else code,
+                        f"路径公司{(i + version) % 7}",
+                    ),
                     related_persons=[
                         {
                             "role": "legal_representative",
                             "name": f"代表{version % 2}",
-                            "id_number": people[(i + version) % 4],
+                            "id_number": None
+                            if i % 3 == 1 and version > 2
+                            else people[(i + version) % 4],
                         }
                     ]
                     if version % 2
@@ -96,6 +105,7 @@ async def test_one_script_and_per_slot_build_the_same_index(services: Services) 
         assert ours.counts == theirs.counts
         assert ours.identifier_refs == theirs.identifier_refs
         assert ours.name_refs == theirs.name_refs
+        assert ours.codeless_refs == theirs.codeless_refs
         assert await _activations(one_script, gen) == await _activations(per_slot, gen)
         assert {s.version for s in ours.records.values()} > {1}  # corrections were applied
         assert any(s.removed for s in ours.records.values())
@@ -181,9 +191,83 @@ async def test_how_a_partition_is_cut_into_batches_changes_nothing(services: Ser
         assert ours.records == theirs.records
         assert ours.identifier_refs == theirs.identifier_refs
         assert ours.name_refs == theirs.name_refs
+        assert ours.codeless_refs == theirs.codeless_refs
         assert ours.counts == theirs.counts
         assert any(s.removed and s.entry is not None for s in ours.records.values())
     finally:
         await batched.drop_generation(gen)
         await single.drop_generation(gen)
         await redis.aclose()
+
+
+async def _records_read(index: SanctionIndex, gen: str, lookups: list) -> list[str]:
+    """The entry ids whose records ``candidates`` reads for ``lookups``."""
+    read: list[str] = []
+    reader = index._read_fields
+
+    async def recording(gen: str, reads: list, meta: bool = True):  # type: ignore[no-untyped-def]
+        read.extend(field for kind, _, field in reads if kind == "e")
+        return await reader(gen, reads, meta)
+
+    index._read_fields = recording  # type: ignore[method-assign]
+    try:
+        await index.candidates(gen, lookups)
+    finally:
+        del index._read_fields
+    return read
+
+
+def _listing(
+    entry_id: str, version: int, code: str | None, name: str, *persons: dict
+) -> ListChange:
+    message = list_change(entry_id, version, subject=org(code, name), related_persons=list(persons))
+    return ListChange.model_validate(message)
+
+
+async def test_a_check_with_a_code_reads_by_name_only_the_parties_without_one(
+    services: Services,
+) -> None:
+    # A name match counts for a subject with a code only against a party without one (SPEC
+    # §4): the index finds those apart (kind m), so a common name's coded listings are not
+    # even read for it; without a code, every listing of the name is a candidate.
+    redis = Redis.from_url(services.redis_url)
+    rep = {"role": "legal_representative", "name": "张同名"}
+    lookups = [
+        (uscc(), normalise_name("同名公司")),
+        (None, normalise_name("同名公司")),
+        (id_number(), normalise_name("张同名")),
+        (None, normalise_name("张同名")),
+    ]
+    for index in _indexes(redis, random.Random(20261203), ("mone", False), ("mslot", True)):
+        gen = new_generation()
+        try:
+            await index.apply_changes(
+                gen,
+                [
+                    _listing("coded", 1, uscc(), "同名公司"),
+                    _listing("codeless", 1, None, "同名公司"),
+                    _listing("rep-without", 1, uscc(), "甲公司", rep),
+                    _listing("rep-with", 1, uscc(), "乙公司", {**rep, "id_number": id_number()}),
+                ],
+            )
+            await index.switch_generation(gen, {})
+            _, found = await index.candidates(gen, lookups)
+            assert [sorted(s.entry_id for s in f) for f in found] == [
+                ["codeless"],
+                ["coded", "codeless"],
+                ["rep-without"],
+                ["rep-with", "rep-without"],
+            ]
+            # What is read for the subject with a code: only the code-less listing's record.
+            assert await _records_read(index, gen, lookups[:1]) == ["codeless"]
+            # A correction gives the code-less listing its code: it leaves kind m.
+            await index.apply_changes(gen, [_listing("codeless", 2, uscc(), "同名公司")])
+            _, [found_now] = await index.candidates(gen, lookups[:1])
+            assert found_now == []
+            snap = await snapshot(index, gen)
+            assert_consistent(snap)
+            assert not any(e == "codeless" for refs in snap.codeless_refs.values() for e, _ in refs)
+        finally:
+            await index.drop_generation(gen)
+            await redis.delete(index.layout.meta)
+    await redis.aclose()

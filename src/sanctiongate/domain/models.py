@@ -478,3 +478,19 @@ class StoredEntry(Model):
             if person.id_number:
                 ids.add((person.id_number, person.role))
         return ids
+
+    def codeless_name_keys(self) -> set[tuple[str, str]]:
+        """The (normalised name, role) pairs of the parties that carry no code: the only ones a
+        subject checked *with* a code can match by name (SPEC §4), so the index keeps them
+        apart (kind ``m``) and such a check reads no coded listing's record for its name."""
+        keys: set[tuple[str, str]] = set()
+        entry = self.entry
+        if entry is None:
+            return keys
+        subject = entry.subject
+        if not (subject.uscc or subject.id_number):
+            keys.add((normalise_name(subject.name), "subject"))
+        for person in entry.related_persons:
+            if not person.id_number:
+                keys.add((normalise_name(person.name), person.role))
+        return keys

@@ -27,6 +27,10 @@ key                            type   content
 ``{p}:{g.b}:i``                hash   :func:`ref_field` of an identifier → ``entry_id␟role-code␞…``
                                       (USCC / ID number refs; :func:`pack_ref`)
 ``{p}:{g.b}:n``                hash   :func:`ref_field` of a normalised name → the same
+``{p}:{g.b}:m``                hash   the same, for the parties without a code only: what a
+                                      check *with* a code reads by name (a name match counts
+                                      only against a party without one, SPEC §4), so a common
+                                      name's hundreds of coded listings are never read for it
 ``{p}:{g}:measures``           hash   measure_id → Measure JSON (default catalogue + topic)
 ``{p}:{g}:activations``        zset   entry_id scored by the epoch second its listing starts
                                       (a claimed one: by its lease's end; .lease)
@@ -103,7 +107,7 @@ class Layout:
     # --- inside a generation ----------------------------------------------------------------
     def bucket_base(self, gen: str) -> str:
         """What every bucket key of ``gen`` starts with: the key is this, the bucket number,
-        ``}:`` and its kind (``e``, ``c``, ``i`` or ``n``). The batch scripts of
+        ``}:`` and its kind (``e``, ``c``, ``i``, ``n`` or ``m``). The batch scripts of
         :mod:`.store` build bucket keys in Lua from it (:data:`BUCKET_KEY_LUA`)."""
         return f"{self.prefix}:{{{gen}."
 
@@ -124,6 +128,9 @@ class Layout:
 
     def names(self, gen: str, name: str) -> str:
         return self.bucket_key(gen, self.bucket(name), "n")
+
+    def codeless_names(self, gen: str, name: str) -> str:
+        return self.bucket_key(gen, self.bucket(name), "m")
 
     def measures(self, gen: str) -> str:
         return f"{self.prefix}:{{{gen}}}:measures"

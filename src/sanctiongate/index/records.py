@@ -35,8 +35,8 @@ Layout of ``body`` (integers big-endian, fixed width; varints LEB128):
   each person's name, joined by NUL (an orjson list instead when a text holds a NUL).
 
 A list type or role outside the code tables is stored as its string. The tables, this layout,
-the dictionary, and the bucket count, ref fields (``ref_field``) and ref role codes of
-:mod:`.layout` are :data:`RECORD_FORMAT`: changing any of them (even appending a code: an
+the dictionary, and the bucket count, ref kinds, ref fields (``ref_field``) and ref role codes
+of :mod:`.layout` are :data:`RECORD_FORMAT`: changing any of them (even appending a code: an
 older reader would not know it) means a new format number, and a generation in another format
 is rebuilt, never read (:func:`sanctiongate.index.store.check_serving`).
 """
@@ -53,8 +53,11 @@ from ..domain.identifiers import USCC_ALPHABET, USCC_DIGITS
 from ..domain.models import ListEntry, RelatedPerson, StoredEntry, Subject, trusted
 from .vocabulary import WORDS
 
-RECORD_FORMAT = "3"
-# "2": version|count-code|positional orjson body; "1" (no meta field): version|polarity:
+RECORD_FORMAT = "4"
+# "4": records as "3", and the names of parties without a code also under kind ``m`` (what a
+# check with a code reads by name: layout.py); a "3" generation lacks those refs, so a check
+# with a code would miss a code-less listing of its name. "3": binary records (above); "2":
+# version|count-code|positional orjson body; "1" (no meta field): version|polarity:
 # list_type|StoredEntry JSON.
 # Code tables: the position is the code. Any change is a new RECORD_FORMAT.
 LIST_TYPES = (

@@ -165,7 +165,7 @@ return out
 # time of the batch, noted first: as_of must never be older than what a check can see),
 # "changes": [[bucket, entry_id, version, expected stored version (-1: none), count field,
 # refs to add, refs to remove, activation ('z' schedule at epoch, 'r' unschedule, '' nothing),
-# epoch, record length]…]}, a ref list flat (kind 'i' or 'n', bucket, field, role code)…;
+# epoch, record length]…]}, a ref list flat (kind 'i', 'n' or 'm', bucket, field, role code)…;
 # ARGV[2]: the records of all changes, one after the other, as bytes (no escaping, no
 # decoding on either side). Returns per change: 1 applied, 0 stale (a version as new is
 # stored), -1 the stored record is not the one read (redo it).
@@ -545,23 +545,27 @@ class SanctionIndex:
         ``after`` no longer needs: flat (kind, bucket, field, role code) lists. Each version's
         keys (its names folded) are worked out once."""
         ids, names = after.index_keys()
+        codeless = after.codeless_name_keys()
         if before is None:
-            return self._flat_refs(ids, names), []
+            return self._flat_refs(ids, names, codeless), []
         old_ids, old_names = before.index_keys()
+        old_codeless = before.codeless_name_keys()
         return (
-            self._flat_refs(ids - old_ids, names - old_names),
-            self._flat_refs(old_ids - ids, old_names - names),
+            self._flat_refs(ids - old_ids, names - old_names, codeless - old_codeless),
+            self._flat_refs(old_ids - ids, old_names - names, old_codeless - codeless),
         )
 
     def _flat_refs(
-        self, ids: Iterable[tuple[str, str]], names: Iterable[tuple[str, str]]
+        self,
+        ids: Iterable[tuple[str, str]],
+        names: Iterable[tuple[str, str]],
+        codeless: Iterable[tuple[str, str]],
     ) -> list[str | int]:
         place = self.layout.ref_place
         flat: list[str | int] = []
-        for identifier, role in ids:
-            flat += ("i", *place(identifier), role_code(role))
-        for name, role in names:
-            flat += ("n", *place(name), role_code(role))
+        for kind, keys in (("i", ids), ("n", names), ("m", codeless)):
+            for key, role in keys:
+                flat += (kind, *place(key), role_code(role))
         return flat
 
     async def _apply_per_slot(
@@ -620,22 +624,24 @@ class SanctionIndex:
         self, pipe, gen: str, stored: StoredEntry, script, exclude: StoredEntry | None
     ) -> None:  # type: ignore[no-untyped-def]
         ids, names = stored.index_keys()
+        codeless = stored.codeless_name_keys()
         if exclude is not None:
             other_ids, other_names = exclude.index_keys()
             ids -= other_ids
             names -= other_names
-        for identifier, role in ids:
-            await script(
-                keys=[self.layout.identifiers(gen, identifier)],
-                args=[ref_field(identifier), pack_ref(stored.entry_id, role), REF_SEPARATOR],
-                client=pipe,
-            )
-        for name, role in names:
-            await script(
-                keys=[self.layout.names(gen, name)],
-                args=[ref_field(name), pack_ref(stored.entry_id, role), REF_SEPARATOR],
-                client=pipe,
-            )
+            codeless -= exclude.codeless_name_keys()
+        layout = self.layout
+        for key_of, keys in (
+            (layout.identifiers, ids),
+            (layout.names, names),
+            (layout.codeless_names, codeless),
+        ):
+            for key, role in keys:
+                await script(
+                    keys=[key_of(gen, key)],
+                    args=[ref_field(key), pack_ref(stored.entry_id, role), REF_SEPARATOR],
+                    client=pipe,
+                )
 
     def _queue_activation(
         self, pipe, gen: str, stored: StoredEntry, replaced: StoredEntry | None
@@ -681,18 +687,21 @@ class SanctionIndex:
         each with the meta: a read that straddles a generation switch or a wipe is refused,
         never answered (refs without their records would make a listed subject pass).
         """
-        bucket = self.layout.bucket
+        place = self.layout.ref_place
         reads: list[tuple[str, int, str]] = []
         for identifier, name in lookups:
-            if identifier:
-                reads.append(("i", bucket(identifier), ref_field(identifier)))
-            reads.append(("n", bucket(name), ref_field(name)))
+            if identifier:  # by name, it can match only a party without a code: kind m
+                reads.append(("i", *place(identifier)))
+                reads.append(("m", *place(name)))
+            else:
+                reads.append(("n", *place(name)))
         raw_meta, refs = await self._read_fields(gen, reads)
         meta = self._serving(raw_meta, gen)
         wanted = wanted_entry_ids(lookups, refs)
         if not self.per_slot and not any(wanted):  # one script read the refs and the meta
             return meta, [[] for _ in wanted]
         entry_ids = sorted(set().union(*wanted))
+        bucket = self.layout.bucket
         raw_meta, raws = await self._read_fields(gen, [("e", bucket(e), e) for e in entry_ids])
         self._serving(raw_meta, gen)
         return meta, _could_match(lookups, wanted, entry_ids, raws)
