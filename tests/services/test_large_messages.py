@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import UTC, datetime
 
 import httpx
 import orjson
@@ -18,20 +17,21 @@ from tests.conftest import eventually
 
 from .conftest import Stack, list_change, send
 from .support import listed_subject, read_topic
+from .test_approvals import submitted
 
 pytestmark = pytest.mark.services
 
 
-def submitted(request_id: str, subjects: list[dict], category: str) -> dict:
-    return {
-        "schema": "approval_event/v1",
-        "event_type": "submitted",
-        "request_id": request_id,
-        "department": "large-department",
-        "matter": {"category": category},
-        "subjects": subjects,
-        "occurred_at": datetime.now(UTC).isoformat(),
-    }
+async def send_large_then_small(
+    stack: Stack, producer: AIOKafkaProducer, listed: dict, tag: str
+) -> tuple[bytes, bytes]:
+    """A ``submitted`` event of 1,000 times ``listed`` for the matter with the most measures of
+    the default catalogue, then one ordinary event; their keys."""
+    large, small = f"large-{tag}", f"after-{tag}"
+    event = {**submitted(large, *[listed] * 1000), "matter": {"category": "high_consumption"}}
+    await send(producer, stack.settings.topic_approvals, event, key=large)
+    await send(producer, stack.settings.topic_approvals, submitted(small, listed), key=small)
+    return large.encode(), small.encode()
 
 
 async def test_a_decision_over_a_megabyte_is_published_and_the_next_follows(
@@ -39,22 +39,16 @@ async def test_a_decision_over_a_megabyte_is_published_and_the_next_follows(
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     listed = await listed_subject(stack, producer, http, f"large-{tag}")
-    big, after = f"big-{tag}", f"after-{tag}"
-    # The most measures of the default catalogue: each of the 1,000 subjects hits with all.
-    event = submitted(big, [listed] * 1000, "high_consumption")
-    await send(producer, stack.settings.topic_approvals, event, key=big)
-    await send(
-        producer, stack.settings.topic_approvals, submitted(after, [listed], "bidding"), key=after
-    )
+    big, after = await send_large_then_small(stack, producer, listed, tag)
 
     def both(records: list) -> bool:
-        return {r.key for r in records} >= {big.encode(), after.encode()}
+        return {r.key for r in records} >= {big, after}
 
     records = await read_topic(stack, stack.settings.topic_decisions, both, timeout=60)
-    [decision] = [orjson.loads(r.value) for r in records if r.key == big.encode()]
+    [decision] = [orjson.loads(r.value) for r in records if r.key == big]
     assert len(orjson.dumps(decision)) > 1024 * 1024
     assert decision["decision"] == "block" and len(decision["subjects"]) == 1000
-    [next_one] = [orjson.loads(r.value) for r in records if r.key == after.encode()]
+    [next_one] = [orjson.loads(r.value) for r in records if r.key == after]
     assert next_one["decision"] == "block"
 
 
@@ -73,23 +67,18 @@ async def test_a_decision_no_topic_takes_is_dead_lettered_and_the_next_follows(
         return len(response.json()["subjects"][0]["hits"]) == 3
 
     await eventually(three_hits)
-    huge, after = f"huge-{tag}", f"after-{tag}"
-    event = submitted(huge, [listed] * 1000, "high_consumption")
-    await send(producer, stack.settings.topic_approvals, event, key=huge)
-    await send(
-        producer, stack.settings.topic_approvals, submitted(after, [listed], "bidding"), key=after
-    )
+    huge, after = await send_large_then_small(stack, producer, listed, tag)
 
     def decided_after(records: list) -> bool:
-        return any(r.key == after.encode() for r in records)
+        return any(r.key == after for r in records)
 
     decisions = await read_topic(stack, stack.settings.topic_decisions, decided_after, timeout=60)
-    assert not any(r.key == huge.encode() for r in decisions)
+    assert not any(r.key == huge for r in decisions)
 
     def refused(records: list) -> bool:
-        return any(r.key == huge.encode() for r in records)
+        return any(r.key == huge for r in records)
 
     rejected = await read_topic(stack, stack.settings.topic_rejected, refused)
-    [dead] = [orjson.loads(r.value) for r in rejected if r.key == huge.encode()]
+    [dead] = [orjson.loads(r.value) for r in rejected if r.key == huge]
     assert dead["error"]["code"] == "decision_too_large"
-    assert orjson.loads(base64.b64decode(dead["raw"]))["request_id"] == huge
+    assert orjson.loads(base64.b64decode(dead["raw"]))["request_id"] == huge.decode()
