@@ -881,9 +881,10 @@ def _could_match(
 ) -> list[list[StoredEntry]]:
     """Per lookup, the stored entries (of ``wanted``) that could match it.
 
-    Most records read for a subject with a code came through its name only and list parties
-    that all carry other codes: they can match in no way, so no model is built for them, and
-    most are not even split (:func:`may_hold_code` on the raw bytes, then
+    A record read for a subject with a code may list parties that all carry other codes (it
+    came by a code-less party's name that another version no longer has, or its code is
+    another's that shares the ref field): it can match in no way, so no model is built for
+    it, and most are not even split (:func:`may_hold_code` on the raw bytes, then
     :func:`may_hold_identifier` on the codes; the text is inflated only for what is built). Each
     record is parsed and built at most once, however many lookups want it.
     """
