@@ -193,6 +193,10 @@ def test_fifteen_digit_impossible_birth_date(yymmdd: str) -> None:
         ("110105194912310X2X", "id_alphabet"),
         ("11010519491231002Y", "id_alphabet"),
         ("11010549123100X", "id_alphabet"),  # 15 characters, not all digits
+        # Digits of other scripts (NFKC keeps them): a malformed number, not a ValueError
+        # from the check digit (GET /v1/subjects answered 500 for one)
+        ("١١٠١٠٥١٩٤٩١٢٣١٠٠٢X", "id_alphabet"),
+        ("११०१०५४९१२३१००२", "id_alphabet"),  # 15 Devanagari digits
     ],
 )
 def test_malformed_resident_id_is_an_error(raw: str, code: str) -> None:

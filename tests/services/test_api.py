@@ -233,6 +233,10 @@ async def test_subject_query_shows_entries_with_personal_data_masked(
 async def test_subject_query_of_malformed_identifier_is_422(http: httpx.AsyncClient) -> None:
     error = assert_error(await http.get("/v1/subjects/NOT-A-CODE"), 422, "malformed_identifier")
     assert error["field"] == "identifier"
+    # Eighteen digits of another script: a 500 once (the check digit's ValueError)
+    arabic = "".join(chr(0x660 + int(c)) for c in "11010519491231002") + "X"
+    error = assert_error(await http.get(f"/v1/subjects/{arabic}"), 422, "malformed_identifier")
+    assert arabic not in str(error)  # a possible ID number is not echoed
 
 
 # --- POST /v1/feedback ----------------------------------------------------------------------

@@ -23,8 +23,8 @@ _USCC_VALUE = {c: i for i, c in enumerate(USCC_ALPHABET)}
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK_CHARS = "10X98765432"
 
-_ID18_FORM = re.compile(r"\d{17}[\dX]")
-_ID15_FORM = re.compile(r"\d{15}")
+_ID18_FORM = re.compile(r"[0-9]{17}[0-9X]")  # ASCII digits: \d would take any script's
+_ID15_FORM = re.compile(r"[0-9]{15}")
 
 
 class IdentifierKind(StrEnum):
