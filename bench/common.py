@@ -6,7 +6,9 @@ and GB 11643 check characters) without keeping a set of the ones already drawn.
 
 from __future__ import annotations
 
+import cProfile
 import os
+import pstats
 import socket
 import subprocess
 import sys
@@ -14,6 +16,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -329,3 +333,34 @@ def metric_sum(exposition: str, name: str, **labels: str) -> float:
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f}/{five:.2f}/{fifteen:.2f}"
+
+
+# --- timing the in-process profiles ----------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    """What :func:`measured` found: this process's CPU seconds and the wall seconds."""
+
+    cpu: float = 0.0
+    wall: float = 0.0
+    profiler: cProfile.Profile | None = None
+
+    def print_profile(self, sort: str = "tottime", rows: int = 45) -> None:
+        if self.profiler is not None:
+            pstats.Stats(self.profiler).sort_stats(sort).print_stats(rows)
+
+
+@contextmanager
+def measured(profile: bool = False) -> Iterator[Measured]:
+    """CPU and wall time of the block, under cProfile when ``profile`` (profile_*.py)."""
+    result = Measured(profiler=cProfile.Profile() if profile else None)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    if result.profiler is not None:
+        result.profiler.enable()
+    try:
+        yield result
+    finally:
+        if result.profiler is not None:
+            result.profiler.disable()
+        result.cpu, result.wall = time.process_time() - cpu0, time.perf_counter() - wall0

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
-import pstats
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REDIS_PORT, list_upsert
+from common import REDIS_PORT, list_upsert, measured
 
 from sanctiongate.heap import tune_collector
 from sanctiongate.index.layout import Layout
@@ -42,16 +39,11 @@ async def run(changes: int, batch: int, profile: bool, worker_gc: bool) -> None:
     prefix = f"sgp{uuid.uuid4().hex[:8]}"
     index = SanctionIndex(redis, Layout(prefix=prefix))
     gen = new_generation()
-    profiler = cProfile.Profile()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    if profile:
-        profiler.enable()
-    for start in range(0, changes, batch):
-        decoded = [decode_change(r) for r in raws[start : start + batch]]
-        await index.apply_changes(gen, decoded)
-    if profile:
-        profiler.disable()
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    with measured(profile) as run_time:
+        for start in range(0, changes, batch):
+            decoded = [decode_change(r) for r in raws[start : start + batch]]
+            await index.apply_changes(gen, decoded)
+    cpu, wall = run_time.cpu, run_time.wall
     print(
         f"{changes} changes: {cpu / changes * 1e6:.0f} µs CPU, {wall / changes * 1e6:.0f} µs wall"
         f" per change ({changes / wall:,.0f}/s)"
@@ -59,8 +51,7 @@ async def run(changes: int, batch: int, profile: bool, worker_gc: bool) -> None:
     async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
         await redis.unlink(key)
     await redis.aclose()
-    if profile:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    run_time.print_profile(rows=30)
 
 
 def main() -> None:

@@ -12,16 +12,13 @@ the key given). The code under test is whatever ``sanctiongate`` PYTHONPATH find
 from __future__ import annotations
 
 import asyncio
-import cProfile
 import hashlib
-import pstats
 import sys
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from common import REDIS_PORT, list_upsert, submitted_event
+from common import REDIS_PORT, list_upsert, measured, submitted_event
 from redis.asyncio import Redis
 
 from sanctiongate.checks import Checker, IdentifierNotListed
@@ -74,23 +71,17 @@ async def run(count: int, profile: bool) -> None:
     warm = events(BATCH, 100_000)
     warm = [w.replace(b'"request_id":"r', b'"request_id":"w') for w in warm]
     await one_batch(checker, warm, hashlib.sha256(), {})
-    prof = cProfile.Profile() if profile else None
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    if prof:
-        prof.enable()
-    for start in range(0, count, BATCH):
-        await one_batch(checker, raws[start : start + BATCH], digest, mix)
-    if prof:
-        prof.disable()
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    with measured(profile) as run_time:
+        for start in range(0, count, BATCH):
+            await one_batch(checker, raws[start : start + BATCH], digest, mix)
+    cpu, wall = run_time.cpu, run_time.wall
     print(
         f"events {count}: cpu {cpu:.2f}s wall {wall:.2f}s -> {cpu / count * 1e6:.0f} µs CPU/event,"
         f" {count / cpu:.0f} events per CPU-s; mix {sorted(mix.items())};"
         f" digest {digest.hexdigest()[:16]}"
     )
-    if prof:
-        key = sys.argv[3] if len(sys.argv) > 3 and not sys.argv[3].startswith("-") else "tottime"
-        pstats.Stats(prof).sort_stats(key).print_stats(45)
+    key = sys.argv[3] if len(sys.argv) > 3 and not sys.argv[3].startswith("-") else "tottime"
+    run_time.print_profile(key)
     await redis.aclose()
 
 

@@ -15,8 +15,6 @@ moves far less than the worker's figures: compare it before and after a change o
 from __future__ import annotations
 
 import asyncio
-import cProfile
-import pstats
 import sys
 import time
 import uuid
@@ -27,7 +25,7 @@ from aiokafka import ConsumerRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KAFKA_PORT, REDIS_PORT, submitted_event
+from common import KAFKA_PORT, REDIS_PORT, measured, submitted_event
 from profile_check import PREFIX
 
 from sanctiongate.heap import tune_collector
@@ -86,22 +84,16 @@ async def run(count: int, profile: bool) -> None:
     await agent.handle(records(settings.topic_approvals, f"w{ns}", BATCH, 100_000))  # warm-up
     batches = records(settings.topic_approvals, ns, count, 100_000)
     tune_collector()
-    prof = cProfile.Profile() if profile else None
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    if prof:
-        prof.enable()
-    for start in range(0, count, BATCH):
-        await agent.handle(batches[start : start + BATCH])
-    if prof:
-        prof.disable()
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    with measured(profile) as run_time:
+        for start in range(0, count, BATCH):
+            await agent.handle(batches[start : start + BATCH])
+    cpu, wall = run_time.cpu, run_time.wall
     print(
         f"events {count}: cpu {cpu:.2f}s wall {wall:.2f}s -> {cpu / count * 1e6:.1f} µs CPU/event,"
         f" {count / cpu:.0f} events per CPU-s"
     )
-    if prof:
-        args = [a for a in sys.argv[2:] if not a.startswith("-")]
-        pstats.Stats(prof).sort_stats(args[0] if args else "tottime").print_stats(45)
+    args = [a for a in sys.argv[2:] if not a.startswith("-")]
+    run_time.print_profile(args[0] if args else "tottime")
     await runtime.stop()
 
 
