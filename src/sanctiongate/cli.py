@@ -13,6 +13,11 @@ from .settings import get_settings
 
 
 def _worker(args: argparse.Namespace) -> int:
+    # uvloop, as the API: faust picks its loop from ``--loop`` only when it is imported, which
+    # is before this. The batch agents' socket reads and writes cost a fifth less on it.
+    import mode.loop
+
+    mode.loop.use("uvloop")
     from .streams.app import create_app
 
     settings = get_settings()

@@ -292,3 +292,127 @@ async def committed_with_tags(services: Services, group: str, tp: TopicPartition
         return (await reader._coordinator.fetch_committed_offsets([tp]))[tp]
     finally:
         await reader.stop()
+
+
+async def send_together(
+    services: Services, topic: str, values: Sequence[bytes], partition: int = 0
+) -> None:
+    """In one produce request to ``partition``, so that one fetch returns them all."""
+    producer = AIOKafkaProducer(bootstrap_servers=services.kafka, linger_ms=50)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value, partition=partition) for value in values]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+class _Staged:
+    """A staged handler (consumer.StagedHandler) that notes what it prepared and applied;
+    ``hold_prepare`` / ``hold_apply`` keep a stage waiting while the test arranges the next."""
+
+    def __init__(self) -> None:
+        self.prepared: list[list[bytes]] = []
+        self.applied: list[bytes] = []
+        self.applying: list[list[bytes]] = []  # batches whose apply has started
+        self.hold_prepare = asyncio.Event()
+        self.hold_prepare.set()
+        self.hold_apply = asyncio.Event()
+        self.hold_apply.set()
+        self.fail_once: type[BaseException] | SeekTo | None = None
+
+    async def prepare(self, records: Sequence[ConsumerRecord]) -> list[bytes]:
+        await self.hold_prepare.wait()
+        values = [r.value for r in records]
+        self.prepared.append(values)
+        return values
+
+    async def apply(self, values: list[bytes]) -> None:
+        self.applying.append(values)
+        await self.hold_apply.wait()
+        if self.fail_once is not None:
+            failure, self.fail_once = self.fail_once, None
+            raise failure if isinstance(failure, SeekTo) else failure("a bug")
+        self.applied.extend(values)
+
+
+async def staged_consumer(services: Services, topic: str, handler: _Staged) -> BatchConsumer:
+    consumer = BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=handler,
+        client_id="test",
+    )  # fmt: skip
+    assert consumer.staged
+    await consumer.start()
+    return consumer
+
+
+async def test_a_staged_handler_prepares_the_next_batch_while_one_is_applied(
+    services: Services,
+) -> None:
+    topic = await new_topic(services, partitions=1)
+    staged = _Staged()
+    staged.hold_prepare.clear()  # the first batch waits in prepare until the second is in
+    consumer = await staged_consumer(services, topic, staged)
+    try:
+        await send_together(services, topic, [b"a1", b"a2"])
+        await asyncio.sleep(1.0)  # fetched: the first batch is held in prepare
+        await send_together(services, topic, [b"b1", b"b2", b"b3"])
+        await asyncio.sleep(1.0)  # and the second in the fetcher's buffer
+        staged.hold_apply.clear()
+        staged.hold_prepare.set()
+        await until(lambda: len(staged.prepared) == 2)
+        assert staged.prepared == [[b"a1", b"a2"], [b"b1", b"b2", b"b3"]]
+        assert staged.applying == [[b"a1", b"a2"]], "prepared while the first was applied"
+        assert staged.applied == []
+        assert await committed_one(services, topic, f"g-{topic}") is None
+        staged.hold_apply.set()
+        await until(lambda: len(staged.applied) == 5)
+
+        async def caught_up() -> bool:
+            return await committed_one(services, topic, f"g-{topic}") == 5
+
+        await eventually(caught_up, timeout=30)
+    finally:
+        await consumer.stop()
+    assert staged.applied == [b"a1", b"a2", b"b1", b"b2", b"b3"]
+    assert [v for batch in staged.prepared for v in batch] == staged.applied, "each once"
+
+
+async def _read_ahead_then_fail(
+    services: Services, failure: type[BaseException] | SeekTo
+) -> tuple[_Staged, str]:
+    """Batch a… (partition 0) fails to apply while batch b… (partition 1 only: read again only
+    if the read-ahead itself is taken back) is read ahead; returns once all is applied."""
+    topic = await new_topic(services, partitions=2)
+    staged = _Staged()
+    staged.hold_prepare.clear()
+    consumer = await staged_consumer(services, topic, staged)
+    try:
+        await send_together(services, topic, [b"a1", b"a2"])
+        await asyncio.sleep(1.0)
+        await send_together(services, topic, [b"b1", b"b2"], partition=1)
+        await asyncio.sleep(1.0)
+        staged.fail_once = failure
+        staged.hold_prepare.set()
+        await until(lambda: b"b2" in staged.applied)
+    finally:
+        await consumer.stop()
+    return staged, topic
+
+
+async def test_a_failed_apply_reads_the_batch_read_ahead_again(services: Services) -> None:
+    """A batch whose apply failed (not an outage: a bug) is read again, and so is the batch
+    read ahead behind it, which was never applied: nothing skipped, nothing applied twice."""
+    staged, _ = await _read_ahead_then_fail(services, RuntimeError)
+    assert staged.applied == [b"a1", b"a2", b"b1", b"b2"]
+    assert staged.prepared[:2] == [[b"a1", b"a2"], [b"b1", b"b2"]]
+    assert staged.prepared[2][:2] == [b"a1", b"a2"], "the failed batch was read again"
+
+
+async def test_a_seek_drops_the_batch_read_ahead(services: Services) -> None:
+    """A seek (to the start: the index switched) replays from there; the batch read ahead
+    before it is not applied out of turn."""
+    staged, _ = await _read_ahead_then_fail(services, SeekTo({0: 0, 1: 0}))
+    assert staged.applied == [b"a1", b"a2", b"b1", b"b2"]
+    assert staged.applying[0] == [b"a1", b"a2"]
+    assert staged.applying[1][0] == b"a1", "after the seek, the replay starts at the seek"

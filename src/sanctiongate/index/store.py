@@ -22,7 +22,7 @@ On Redis Cluster a script may touch one slot only, so a batch takes four pipelin
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -319,6 +319,49 @@ class ApplyResult:
 class _Batch:
     changes: list[ListChange]  # the highest version of each entry in the batch
     earlier: dict[str, list[ListChange]]  # entry id → its lower versions in the batch
+    # entry id → what its highest version writes, for the upserts worked out ahead
+    written: dict[str, Written] = field(default_factory=dict)
+    duplicates: tuple[ListChange, ...] = ()  # versions seen twice: stale whatever is stored
+
+
+@dataclass(slots=True)
+class Written:
+    """What one version writes: its record (with its count code) and the keys it is found
+    under. An upsert's does not depend on what is stored, so the ingest works it out while
+    Redis applies the batch before (:meth:`SanctionIndex.prepare`)."""
+
+    after: StoredEntry
+    code: str
+    record: bytes
+    ids: set[tuple[str, str]]
+    names: set[tuple[str, str]]
+    codeless: set[tuple[str, str]]
+
+    @classmethod
+    def of(cls, after: StoredEntry) -> Written:
+        code = count_code(after)
+        ids, names = after.index_keys()
+        return cls(after, code, encode_record(after, code), ids, names, after.codeless_name_keys())
+
+
+class PreparedBatch:
+    """A batch of list changes made ready to apply without Redis (:meth:`SanctionIndex.prepare`).
+    ``steps`` works out what the upserts will write, a few at a time, so a caller can give the
+    event loop back in between; whatever it has not done yet is done when the batch is applied.
+    Applying never changes it: a batch whose apply failed is applied again as it is."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: _Batch) -> None:
+        self.batch = batch
+
+    def steps(self, every: int) -> Iterator[None]:
+        written = self.batch.written
+        for n, change in enumerate(self.batch.changes, 1):
+            if change.op == "upsert" and change.entry_id not in written:
+                written[change.entry_id] = Written.of(StoredEntry.from_change(change, None))
+            if n % every == 0:
+                yield
 
 
 def _version(change: ListChange) -> int:
@@ -404,9 +447,15 @@ class SanctionIndex:
         happened (:class:`streams.ingest.GenerationWatch`) and retries. A rebuild writing a
         generation that does not serve yet leaves it false.
         """
-        result = ApplyResult()
+        return await self.apply_prepared(gen, self.prepare(changes), serving)
+
+    @staticmethod
+    def prepare(changes: Sequence[ListChange]) -> PreparedBatch:
+        """The part of applying ``changes`` that needs no Redis: the highest version of each
+        entry, and (through :meth:`PreparedBatch.steps`) what each upsert will write."""
         latest: dict[str, ListChange] = {}
         earlier: dict[str, list[ListChange]] = {}  # lower versions of an entry in this batch
+        duplicates: list[ListChange] = []
         for change in changes:
             held = latest.get(change.entry_id)
             if held is None or change.version > held.version:
@@ -414,12 +463,19 @@ class SanctionIndex:
                     earlier.setdefault(change.entry_id, []).append(held)
                 latest[change.entry_id] = change
             elif change.version == held.version:
-                result.stale.append(change)  # a duplicate
+                duplicates.append(change)
             else:
                 earlier.setdefault(change.entry_id, []).append(change)
-        if not latest:
+        return PreparedBatch(_Batch(list(latest.values()), earlier, {}, tuple(duplicates)))
+
+    async def apply_prepared(
+        self, gen: str, prepared: PreparedBatch, serving: bool = False
+    ) -> ApplyResult:
+        """:meth:`apply_changes` of a batch :meth:`prepare` made ready."""
+        plan = prepared.batch
+        result = ApplyResult(stale=list(plan.duplicates))
+        if not plan.changes:
             return result
-        plan = _Batch(list(latest.values()), earlier)
         if self.per_slot:
             await self._apply_per_slot(gen, plan, result, serving)
         else:
@@ -454,7 +510,9 @@ class SanctionIndex:
                 if before is not None and change.version == before.version:
                     replayed.append(before)
                 continue
-            plans.append(AppliedChange(change, before, StoredEntry.from_change(change, previous)))
+            written = batch.written.get(change.entry_id) if change.op == "upsert" else None
+            after = written.after if written else StoredEntry.from_change(change, previous)
+            plans.append(AppliedChange(change, before, after))
         if replayed:
             # The very version stored, read again (a crash or a rebalance replays a batch that
             # had passed its compare-and-set): finish its last step, which is idempotent.
@@ -485,8 +543,9 @@ class SanctionIndex:
         newest = max(plan.change.event_time for plan in plans)
 
         now = time.time()
-        batch: list[list] = []
+        rows: list[list] = []
         records: list[bytes] = []
+        written = batch.written
         for plan in plans:
             after, before = plan.after, plan.before
             entry_id = after.entry_id
@@ -497,11 +556,13 @@ class SanctionIndex:
                 activation = "r"  # only a version that could have been scheduled left a member
             else:
                 activation = ""
-            adds, removes = self._ref_args(after, before)
-            code = count_code(after)
-            record = encode_record(after, code)
+            ahead = written.get(entry_id)
+            writes = ahead if ahead is not None and ahead.after is after else Written.of(after)
+            adds, removes = self._ref_args(writes, before)
+            code = writes.code
+            record = writes.record
             records.append(record)
-            batch.append(
+            rows.append(
                 [
                     bucket_of[entry_id],
                     entry_id,
@@ -523,7 +584,7 @@ class SanctionIndex:
             "activations": layout.activations(gen),
             "newest_us": str((newest - _EPOCH) // timedelta(microseconds=1)),
             "newest_time": newest.isoformat(),
-            "changes": batch,
+            "changes": rows,
         }
         outcomes = await self._apply_batch(args=[orjson.dumps(message), b"".join(records)])
 
@@ -539,13 +600,11 @@ class SanctionIndex:
             await self._apply_per_slot(gen, _Batch(moved, {}), result)
 
     def _ref_args(
-        self, after: StoredEntry, before: StoredEntry | None
+        self, writes: Written, before: StoredEntry | None
     ) -> tuple[list[str | int], list[str | int]]:
-        """The refs ``after`` needs that ``before`` lacks, and those ``before`` holds that
-        ``after`` no longer needs: flat (kind, bucket, field, role code) lists. Each version's
-        keys (its names folded) are worked out once."""
-        ids, names = after.index_keys()
-        codeless = after.codeless_name_keys()
+        """The refs ``writes`` needs that ``before`` holds not, and those ``before`` holds that
+        ``writes`` no longer needs: flat (kind, bucket, field, role code) lists."""
+        ids, names, codeless = writes.ids, writes.names, writes.codeless
         if before is None:
             return self._flat_refs(ids, names, codeless), []
         old_ids, old_names = before.index_keys()

@@ -94,9 +94,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             measure_watch = GenerationWatch(runtime, rebuilder, settings.topic_measures)
             consumers.extend(
                 [
-                    consumer_for(
-                        settings.topic_list_changes, ingest.handle, list_watch.idle, list_watch
-                    ),
+                    consumer_for(settings.topic_list_changes, ingest, list_watch.idle, list_watch),
                     consumer_for(
                         settings.topic_measures,
                         MeasureIngest(runtime, measure_watch).handle,

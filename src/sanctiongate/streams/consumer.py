@@ -12,6 +12,12 @@ before the next fetch put a commit's time into every change's way to the index. 
 the handled offsets to a committer task and fetches on; offsets handled meanwhile go in the
 committer's next call. Before partitions move away and before the consumer stops, what was
 handled is committed and waited for.
+
+A :class:`StagedHandler` (the list-change ingest) is applied while the next batch is read and
+prepared: on two cores the worker decodes and encodes batch N+1 while Redis runs batch N's
+script, instead of one waiting for the other. The batch read ahead is held, not committed:
+a failure, a seek or a rebalance takes it back (seeks to its first offsets) with the batch
+before it, so it is read again, never skipped and never applied out of turn.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -32,6 +39,28 @@ from ..index import IndexUnavailable
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
+
+
+@runtime_checkable
+class StagedHandler(Protocol):
+    """A handler in two stages. ``prepare`` does the work that needs neither Redis nor Kafka
+    (decoding, encoding) and never fails for a bad record (it carries it to ``apply``);
+    ``apply`` does the rest and may be retried with the same prepared batch. The consumer
+    prepares the next batch while the one before is being applied: its wait on Redis is
+    spent decoding (it gives the loop back now and then, so the apply's replies are taken up
+    while it runs)."""
+
+    async def prepare(self, records: Sequence[ConsumerRecord]) -> Any: ...
+
+    async def apply(self, prepared: Any) -> None: ...
+
+
+@dataclass(slots=True)
+class _Fetched:
+    batches: dict[TopicPartition, list[ConsumerRecord]]
+    records: list[ConsumerRecord]
+    prepared: Any = None
+
 
 # How long a rebalance waits for the batch in hand to be written and committed. Bounded, so a
 # worker stuck retrying an unreachable Redis cannot hold its whole group still.
@@ -73,7 +102,7 @@ class BatchConsumer:
         bootstrap: str,
         topic: str,
         group: str,
-        handler: Handler,
+        handler: Handler | StagedHandler,
         client_id: str,
         batch_size: int = 2000,
         timeout_ms: int = 20,
@@ -82,7 +111,10 @@ class BatchConsumer:
     ) -> None:
         self.topic = topic
         self.group = group
-        self.handler = handler
+        if isinstance(handler, StagedHandler):
+            self._prepare, self._apply, self.staged = handler.prepare, handler.apply, True
+        else:
+            self._prepare, self._apply, self.staged = _as_they_are, handler, False
         self.batch_size = batch_size
         self.timeout_ms = timeout_ms
         self.idle = idle
@@ -105,6 +137,9 @@ class BatchConsumer:
         self._handled: dict[TopicPartition, tuple[int, str]] = {}
         self._unplaced: set[TopicPartition] = set()  # assigned, not yet past ``positions``
         self._committer: asyncio.Task[None] | None = None
+        # Staged: the next batch, read and prepared while the one before was being applied;
+        # read again (rewound) if a rebalance or a failure comes first.
+        self._in_hand: _Fetched | None = None
         self.last_record_time: float | None = None  # produce time of the newest record handled
 
     async def start(self) -> None:
@@ -143,51 +178,90 @@ class BatchConsumer:
     async def _run(self) -> None:
         backoff = 0.1
         while not self._stopping:
-            batches: dict[TopicPartition, list[ConsumerRecord]] = {}
+            current: _Fetched | None = None
             try:
                 async with self._turn:
-                    if self._unplaced:
-                        await self._place()
-                    batches = await self.consumer.getmany(
-                        timeout_ms=self.timeout_ms, max_records=self.batch_size
-                    )
-                    if self._unplaced:  # assigned while we waited: placed first, read again
-                        self._rewind(batches)
-                        continue
-                    records = [
-                        r for tp in sorted(batches, key=lambda t: t.partition) for r in batches[tp]
-                    ]
-                    if records:
-                        await self._handle(records)
-                        self._handed_over(batches)
-                        self.last_record_time = max(r.timestamp for r in records) / 1000
-                batches = {}  # handled: nothing to take back from here on
+                    current, self._in_hand = self._in_hand, None
+                    if current is not None and self._unplaced:
+                        self._rewind(current.batches)  # read before a placement: read again
+                        current = None
+                    if current is None:
+                        if self._unplaced:
+                            await self._place()
+                        current = await self._fetch(self.timeout_ms)
+                    if current is not None:
+                        self._in_hand = await self._handle(current)
+                        self._handed_over(current.batches)
+                        self.last_record_time = max(r.timestamp for r in current.records) / 1000
+                current = None  # handled: nothing to take back from here on
                 if self.idle is not None:
                     await self.idle()
                 backoff = 0.1
             except SeekTo as seek:
-                self._rewind(batches)  # a partition the seek does not name resumes at its batch
+                self._take_back(current)  # a partition the seek does not name resumes at it
                 self._seek(seek.offsets)
             except asyncio.CancelledError:
                 raise
             except (IndexUnavailable, RedisError, OSError, KafkaError) as exc:
-                self._rewind(batches)
+                self._take_back(current)
                 log.warning("%s: %s; retrying in %.1fs", self.topic, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception:
                 # A bug must not kill the worker silently, nor skip messages: log and retry.
-                self._rewind(batches)
+                self._take_back(current)
                 log.exception("%s: handler failed; retrying", self.topic)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _handle(self, records: Sequence[ConsumerRecord]) -> None:
+    async def _fetch(self, timeout_ms: int) -> _Fetched | None:
+        """The next batch, prepared; None if there is none, or if partitions were assigned
+        while we waited (placed first, read again)."""
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_size)
+        if self._unplaced:
+            self._rewind(batches)
+            return None
+        records = [r for tp in sorted(batches, key=lambda t: t.partition) for r in batches[tp]]
+        if not records:
+            return None
+        fetched = _Fetched(batches, records)
+        try:
+            fetched.prepared = await self._prepare(records)
+        except BaseException:
+            self._rewind(batches)
+            raise
+        return fetched
+
+    async def _handle(self, current: _Fetched) -> _Fetched | None:
+        """Apply ``current`` until it is handled; staged, read and prepare the next batch
+        meanwhile and return it (the caller holds it in hand)."""
+        if not self.staged:
+            await self._apply_until_done(current.prepared)
+            return None
+        applying = asyncio.create_task(self._apply_until_done(current.prepared))
+        upcoming: _Fetched | None = None
+        try:
+            upcoming = await self._fetch(0)  # what the fetcher holds already; no waiting
+        except asyncio.CancelledError:
+            applying.cancel()
+            await asyncio.gather(applying, return_exceptions=True)
+            raise
+        except Exception as exc:  # read again after this batch, which goes on regardless
+            log.warning("%s: reading ahead failed: %r", self.topic, exc)
+        try:
+            await applying  # cancelled with us
+        except BaseException:
+            if upcoming is not None:
+                self._rewind(upcoming.batches)
+            raise
+        return upcoming
+
+    async def _apply_until_done(self, prepared: Any) -> None:
         """Retry the same batch until it is handled (or we are stopping, or must seek)."""
         backoff = 0.1
         while True:
             try:
-                await self.handler(records)
+                await self._apply(prepared)
                 return
             except (IndexUnavailable, RedisError, OSError) as exc:
                 if self._stopping:
@@ -195,6 +269,18 @@ class BatchConsumer:
                 log.warning("%s: %s; retrying the batch in %.1fs", self.topic, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _take_back(self, current: _Fetched | None) -> None:
+        """After a failure: the batch read ahead (later offsets) and the one in hand."""
+        self.drop_in_hand()
+        if current is not None:
+            self._rewind(current.batches)
+
+    def drop_in_hand(self) -> None:
+        """Before partitions move: the batch read ahead is read again by whoever owns them."""
+        upcoming, self._in_hand = self._in_hand, None
+        if upcoming is not None:
+            self._rewind(upcoming.batches)
 
     def _handed_over(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """The batch is handled: its offsets go to the committer, which runs beside the loop."""
@@ -311,6 +397,7 @@ class _FinishBatchFirst(ConsumerRebalanceListener):
         try:
             async with asyncio.timeout(REVOKE_WAIT_SECONDS):
                 async with self.owner._turn:
+                    self.owner.drop_in_hand()
                     await self.owner.commit_handled()
         except TimeoutError:
             log.warning(
@@ -323,3 +410,7 @@ class _FinishBatchFirst(ConsumerRebalanceListener):
         if self.owner.positions is not None:
             self.owner._unplaced.update(assigned)
         log.info("%s: assigned %s", self.owner.topic, sorted(tp.partition for tp in assigned))
+
+
+async def _as_they_are(records: Sequence[ConsumerRecord]) -> Sequence[ConsumerRecord]:
+    return records
