@@ -8,6 +8,7 @@ and flagged in a list change, 422 in a check unless exactly that code is listed)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -454,14 +455,17 @@ class StoredEntry(Model):
             identifier_anomalies=list(previous.identifier_anomalies) if previous else [],
         )
 
-    def index_keys(self) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-        """(identifier, role) and (normalised name, role) pairs this entry is found under."""
+    def index_keys(
+        self, fold: Callable[[str], str] = normalise_name
+    ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        """(identifier, role) and (normalised name, role) pairs this entry is found under.
+        ``fold``: :func:`normalise_name`, or a look-up of names a batch folded at once."""
         entry = self.entry
         if entry is None:
             return set(), set()
-        names = {(normalise_name(entry.subject.name), "subject")}
+        names = {(fold(entry.subject.name), "subject")}
         for person in entry.related_persons:  # a loop, not a generator: once per change
-            names.add((normalise_name(person.name), person.role))
+            names.add((fold(person.name), person.role))
         return self.identifier_keys(), names
 
     def identifier_keys(self) -> set[tuple[str, str]]:
@@ -479,7 +483,9 @@ class StoredEntry(Model):
                 ids.add((person.id_number, person.role))
         return ids
 
-    def codeless_name_keys(self) -> set[tuple[str, str]]:
+    def codeless_name_keys(
+        self, fold: Callable[[str], str] = normalise_name
+    ) -> set[tuple[str, str]]:
         """The (normalised name, role) pairs of the parties that carry no code: the only ones a
         subject checked *with* a code can match by name (SPEC §4), so the index keeps them
         apart (kind ``m``) and such a check reads no coded listing's record for its name."""
