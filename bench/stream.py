@@ -500,6 +500,11 @@ def _zlib_size(messages: Sequence[dict]) -> float:
 # --- the run ---------------------------------------------------------------------------------
 
 
+def _figure(value: float | None) -> str:
+    """A rate, or why there is none (too few events to see the worker's steady state)."""
+    return "n/a (too few to measure)" if value is None else f"{value:,}"
+
+
 def table(results: dict) -> str:
     rows: list[tuple[str, str, str, str]] = []
     ing = results.get("ingest")
@@ -538,11 +543,11 @@ def table(results: dict) -> str:
         rows += [
             (
                 "decisions, worker (steady)",
-                f"{dec['decisions_per_s']:,} decisions/s",
+                f"{_figure(dec['decisions_per_s'])} decisions/s",
                 "≥ 10,000",
                 dec["load"],
             ),
-            ("  per worker CPU-second", f"{dec['worker_decisions_per_cpu_s']:,}", "", ""),
+            ("  per worker CPU-second", _figure(dec["worker_decisions_per_cpu_s"]), "", ""),
             ("decisions incl. start-up", f"{dec['decisions_per_s_with_startup']:,}/s", "", ""),
         ]
     mem = results.get("memory")
