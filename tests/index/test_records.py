@@ -487,3 +487,28 @@ def test_records_are_written_as_before(
     raw = encode_record(stored)
     assert raw.hex() == expected
     assert decode_record(raw, "e1") == stored
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.text(max_size=20), st.sampled_from(["91110105MA0000000X"])),
+            st.text(max_size=12),
+        ),
+        max_size=20,
+    ),
+    st.sampled_from([1, 7, 4096]),
+)
+@example([("91110105MA0000000X", "北京宏达科技有限公司"), (None, "王伟"), ("", "abcdefgh")], 4096)
+def test_lookup_reads_are_the_ref_places_of_each_key(lookups: list, buckets: int) -> None:
+    """Layout.lookup_reads inlines ref_place: the same bucket and field for every key (short
+    keys kept, long ones digested; ASCII or not), an identifier's ``i`` then its name's ``m``,
+    a name alone ``n``."""
+    layout = Layout(buckets=buckets)
+    expected = []
+    for identifier, name in lookups:
+        if identifier:
+            expected += [("i", *layout.ref_place(identifier)), ("m", *layout.ref_place(name))]
+        else:
+            expected.append(("n", *layout.ref_place(name)))
+    assert layout.lookup_reads(lookups) == expected

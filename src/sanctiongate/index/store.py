@@ -687,15 +687,8 @@ class SanctionIndex:
         each with the meta: a read that straddles a generation switch or a wipe is refused,
         never answered (refs without their records would make a listed subject pass).
         """
-        place = self.layout.ref_place
-        reads: list[tuple[str, int, str]] = []
-        for identifier, name in lookups:
-            if identifier:  # by name, it can match only a party without a code: kind m
-                reads.append(("i", *place(identifier)))
-                reads.append(("m", *place(name)))
-            else:
-                reads.append(("n", *place(name)))
-        raw_meta, refs = await self._read_fields(gen, reads)
+        # With an identifier, by name it can match only a party without a code: kind m.
+        raw_meta, refs = await self._read_fields(gen, self.layout.lookup_reads(lookups))
         meta = self._serving(raw_meta, gen)
         wanted = wanted_entry_ids(lookups, refs)
         if not self.per_slot and not any(wanted):  # one script read the refs and the meta
@@ -900,6 +893,9 @@ def _could_match(
 
     found: list[list[StoredEntry]] = []
     for (identifier, _), ids in zip(lookups, wanted, strict=True):
+        if not ids:  # most subjects of a batch: no probe packed for them
+            found.append([])
+            continue
         code = packed_probe(identifier) if identifier else b""
         entries = []
         for entry_id in ids:  # the order as ever (the set's)
