@@ -148,13 +148,17 @@ class Checker:
             self._catalogue_key = key
         return self._catalogue
 
-    async def lookup(self, subjects: Sequence[Subject], coalesce: bool = False) -> Found:
+    async def lookup(
+        self, subjects: Sequence[Subject], coalesce: bool = False, names: list[str] | None = None
+    ) -> Found:
         """Candidate entries per subject; :class:`IndexUnavailable` when the index can't answer.
 
         ``coalesce``: share the round trip with concurrent checks (small checks; a big batch
-        reads on its own so that it never delays them).
+        reads on its own so that it never delays them). ``names``: the subjects' names folded
+        (``normalise_names``), when the caller has them.
         """
-        names = normalise_names([s.name for s in subjects])
+        if names is None:
+            names = normalise_names([s.name for s in subjects])
         lookups = [(s.identifier, name) for s, name in zip(subjects, names, strict=True)]
         read = self.reads.candidates if coalesce else self.index.candidates
         try:
@@ -277,7 +281,8 @@ class Checker:
         without the calls and the assessment in between.
         """
         now = now or datetime.now(UTC)
-        meta, candidates = await self.lookup(subjects)
+        names = normalise_names([s.name for s in subjects])  # for the lookup and the matching
+        meta, candidates = await self.lookup(subjects, names=names)
         try:
             catalogue = await self.catalogue(meta)
         except (RedisError, OSError) as exc:
@@ -298,7 +303,7 @@ class Checker:
             elif id_number and not parse_resident_id(id_number).check_ok:
                 _refuse_unlisted(i, subject, found)
             if found:
-                a = assess_subject(subject, found, catalogue, category, now)
+                a = assess_subject(subject, found, catalogue, category, now, names[i])
                 decision, hits = a.decision, a.hits
                 incentives = combined_incentives([a]) if a.incentives else []
             else:  # assess_subject's answer for no candidates
