@@ -26,6 +26,7 @@ from .domain.identifiers import (
     parse_uscc,
 )
 from .domain.models import (
+    AppliedMeasure,
     AsOf,
     BatchCheckResponse,
     BatchResult,
@@ -356,10 +357,12 @@ _NO_RESULTS = b'"results":[]'
 def batch_json(response: BatchCheckResponse) -> bytes:
     """``response`` as JSON, the same document as ``model_dump_json(by_alias=True)``.
 
-    Most results of a batch have no hits and no incentives: every value of theirs is a plain
-    str, int or None (the assembled model's ``__dict__``, in field order), which orjson writes
-    in a fraction of what pydantic's serializer takes per model. Only results with hits or
-    incentives go through pydantic, as fragments; the envelope (dates) too.
+    Every value of a result is a plain str, int, bool, date or None (the assembled model's
+    ``__dict__``, in field order), or a list of hits (the same, and their measures) and of
+    measures, which orjson writes in a fraction of what pydantic's serializer takes per model:
+    most results have no hits, and those that have are written as dicts too, each measure as
+    pydantic's fragment (one per measure object: hits share them). Only the envelope (dates)
+    goes through pydantic. tests/domain/test_check_assembly.py holds both equal.
     """
     envelope = response.__pydantic_serializer__.to_json(
         assembled(BatchCheckResponse, {**response.__dict__, "results": []}), by_alias=True
@@ -368,12 +371,36 @@ def batch_json(response: BatchCheckResponse) -> bytes:
         [
             r.__dict__
             if not r.hits and not r.incentives
-            else orjson.Fragment(r.__pydantic_serializer__.to_json(r, by_alias=True))
+            else {
+                **r.__dict__,
+                "hits": [
+                    {**h.__dict__, "measures": [_measure_json(m) for m in h.measures]}
+                    for h in r.hits
+                ],
+                "incentives": [_measure_json(m) for m in r.incentives],
+            }
             for r in response.results
         ]
     )
     head, _, tail = envelope.partition(_NO_RESULTS)
     return b"".join((head, b'"results":', results, tail))
+
+
+# A measure's JSON per AppliedMeasure object (decisions.applied shares one per catalogue
+# measure among all hits). Keyed by the object itself, held here so its id cannot be reused.
+_MEASURE_JSON_LIMIT = 4096
+_measure_jsons: dict[int, tuple[AppliedMeasure, orjson.Fragment]] = {}
+
+
+def _measure_json(measure: AppliedMeasure) -> orjson.Fragment:
+    cached = _measure_jsons.get(id(measure))
+    if cached is not None and cached[0] is measure:
+        return cached[1]
+    fragment = orjson.Fragment(measure.__pydantic_serializer__.to_json(measure, by_alias=True))
+    if len(_measure_jsons) >= _MEASURE_JSON_LIMIT:
+        _measure_jsons.clear()
+    _measure_jsons[id(measure)] = (measure, fragment)
+    return fragment
 
 
 def decision_from(

@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from sanctiongate.checks import Checker, IdentifierNotListed, batch_json
 from sanctiongate.domain.catalogue import Catalogue
 from sanctiongate.domain.decisions import combined_incentives
-from sanctiongate.domain.models import BatchCheckResponse, Matter, StoredEntry
+from sanctiongate.domain.models import (
+    AppliedMeasure,
+    BatchCheckResponse,
+    Hit,
+    Matter,
+    StoredEntry,
+)
 from sanctiongate.index.store import IndexMeta
 
 from .reference import ref_id_number
@@ -264,3 +270,67 @@ async def test_a_batch_is_each_subject_assessed_on_its_own(
         r.model_fields_set for r in reference.results
     ]
     assert batch_json(response) == reference.model_dump_json(by_alias=True).encode()
+
+
+TEXTS = st.text(min_size=1, max_size=12)  # any characters: controls, quotes, astral, NUL
+MEASURES = st.builds(
+    lambda measure_id, title, effect, mandatory, basis, departments: AppliedMeasure(
+        measure_id=measure_id,
+        title=title,
+        effect=effect,
+        mandatory=mandatory,
+        legal_basis=basis,
+        implementing_departments=departments,
+    ),
+    TEXTS,
+    TEXTS,
+    st.sampled_from(["block", "review", "incentive"]),
+    st.booleans(),
+    TEXTS,
+    st.lists(TEXTS, max_size=3),
+)
+HITS = st.builds(
+    lambda texts, polarity, start, until, match, disputed, measures: Hit(
+        entry_id=texts[0],
+        list_type=texts[1],
+        polarity=polarity,
+        authority=texts[2],
+        basis=texts[3],
+        effective_from=start,
+        effective_until=until,
+        match=match,
+        role=texts[4],
+        disputed=disputed,
+        measures=measures,
+    ),
+    st.lists(TEXTS, min_size=5, max_size=5),
+    st.sampled_from(["black", "red", "watch"]),
+    st.dates(),  # years 1 to 9999
+    st.one_of(st.none(), st.dates()),
+    st.sampled_from(["id", "related_person", "name"]),
+    st.booleans(),
+    st.lists(MEASURES, max_size=3),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    hits=st.lists(st.lists(HITS, max_size=3), min_size=1, max_size=4),
+    incentives=st.lists(MEASURES, max_size=3),
+    shared=MEASURES,
+)
+async def test_batch_json_writes_hits_and_measures_as_pydantic_does(
+    hits: list[list[Hit]], incentives: list[AppliedMeasure], shared: AppliedMeasure
+) -> None:
+    """Results with hits and incentives are written by orjson too (batch_json): any texts,
+    any dates, measures shared between hits (as decisions.applied shares them)."""
+    response = await checker().batch(
+        [org(None, name=f"无{i}") for i in range(len(hits))], PROCUREMENT, "财政局", "b-1", NOW
+    )
+    for result, its_hits in zip(response.results, hits, strict=True):
+        result.__dict__["hits"] = [*its_hits, its_hits[0]] if its_hits else []
+        result.__dict__["incentives"] = [*incentives, shared, shared]
+        for hit in its_hits:
+            hit.__dict__["measures"].append(shared)
+    assert batch_json(response) == response.model_dump_json(by_alias=True).encode()
+    assert batch_json(response) == batch_json(response)  # the measures' JSON kept: the same
