@@ -160,7 +160,8 @@ class Checker:
         """
         if names is None:
             names = normalise_names([s.name for s in subjects])
-        lookups = [(s.identifier, name) for s, name in zip(subjects, names, strict=True)]
+        # (Subject.identifier, name), the property inlined: once per subject of a batch.
+        lookups = [(s.uscc or s.id_number, name) for s, name in zip(subjects, names, strict=True)]
         read = self.reads.candidates if coalesce else self.index.candidates
         try:
             for _ in range(3):

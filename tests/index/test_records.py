@@ -39,7 +39,13 @@ from sanctiongate.index.records import (
     packed_probe,
     split_record,
 )
-from sanctiongate.index.store import IndexMeta, IndexUnavailable, _could_match, check_serving
+from sanctiongate.index.store import (
+    IndexMeta,
+    IndexUnavailable,
+    _could_match,
+    check_serving,
+    wanted_entry_ids,
+)
 
 # Names, courts and case numbers as they come: Chinese, full-width brackets, the odd space.
 texts = st.text(
@@ -512,3 +518,29 @@ def test_lookup_reads_are_the_ref_places_of_each_key(lookups: list, buckets: int
         else:
             expected.append(("n", *layout.ref_place(name)))
     assert layout.lookup_reads(lookups) == expected
+
+
+REF_LISTS = st.one_of(
+    st.none(),
+    st.just(b""),
+    st.lists(
+        st.tuples(st.sampled_from(["e1", "e2", "长名单-3"]), st.sampled_from(list(ROLES))),
+        min_size=1,
+        max_size=3,
+    ).map(lambda refs: REF_SEPARATOR.join(pack_ref(e, r) for e, r in refs).encode()),
+)
+
+
+@given(
+    st.lists(st.tuples(st.one_of(st.none(), st.just("91110105MA0000000X")), REF_LISTS, REF_LISTS))
+)
+def test_wanted_entry_ids_are_those_of_the_lookups_refs(rows: list) -> None:
+    """Per lookup, the entry ids of its identifier ref and its name ref (unpack_refs), read
+    from the refs in order: two for a lookup with an identifier, one without."""
+    lookups, refs, expected = [], [], []
+    for identifier, id_refs, name_refs in rows:
+        lookups.append((identifier, "名"))
+        own = [id_refs, name_refs] if identifier else [name_refs]
+        refs += own
+        expected.append({entry_id for raw in own for entry_id, _ in unpack_refs(raw)})
+    assert wanted_entry_ids(lookups, refs) == expected

@@ -853,16 +853,26 @@ def wanted_entry_ids(
     """Per lookup, the entry ids its refs name; ``refs`` hold the identifier ref (when the
     lookup has an identifier) then the name ref of each lookup, in order."""
     wanted: list[set[str]] = []
+    add = wanted.append
     position = 0
     for identifier, _ in lookups:
+        first = refs[position]
+        if identifier:
+            second = refs[position + 1]
+            position += 2
+        else:
+            second = None
+            position += 1
+        if not first and not second:  # most lookups of a batch: found under neither key
+            add(set())
+            continue
         ids: set[str] = set()
-        for _ in range(2 if identifier else 1):
-            if raw := refs[position]:
+        for raw in (first, second):
+            if raw:
                 # The entry ids of unpack_refs, without mapping the roles (not needed here).
                 text = raw.decode() if isinstance(raw, bytes) else raw
                 ids.update([ref.partition(ROLE_SEPARATOR)[0] for ref in text.split(REF_SEPARATOR)])
-            position += 1
-        wanted.append(ids)
+        add(ids)
     return wanted
 
 
