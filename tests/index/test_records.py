@@ -509,14 +509,14 @@ def test_records_are_written_as_before(
 def test_lookup_reads_are_the_ref_places_of_each_key(lookups: list, buckets: int) -> None:
     """Layout.lookup_reads inlines ref_place: the same bucket and field for every key (short
     keys kept, long ones digested; ASCII or not), an identifier's ``i`` then its name's ``m``,
-    a name alone ``n``."""
+    a name alone ``n``, flat."""
     layout = Layout(buckets=buckets)
-    expected = []
+    expected: list[str | int] = []
     for identifier, name in lookups:
         if identifier:
-            expected += [("i", *layout.ref_place(identifier)), ("m", *layout.ref_place(name))]
+            expected += ["i", *layout.ref_place(identifier), "m", *layout.ref_place(name)]
         else:
-            expected.append(("n", *layout.ref_place(name)))
+            expected += ["n", *layout.ref_place(name)]
     assert layout.lookup_reads(lookups) == expected
 
 

@@ -80,15 +80,16 @@ class Layout:
         raw = key.encode()
         return crc32(raw) % self.buckets, _field_of(key, raw)
 
-    def lookup_reads(self, lookups: Iterable[tuple[str | None, str]]) -> list[tuple[str, int, str]]:
+    def lookup_reads(self, lookups: Iterable[tuple[str | None, str]]) -> list[str | int]:
         """The (kind, bucket, field) reads of checks' lookups (identifier or None, normalised
-        name): with an identifier, its ``i`` ref then the name's ``m`` ref (a name can match
-        only a party without a code); without, the name's ``n`` ref. :meth:`ref_place` of each
-        key, inlined: a batch works out two places per subject, and the two calls a place cost
-        a tenth of a batch's lookup."""
+        name), flat (one triple after the other, as the read script takes them): with an
+        identifier, its ``i`` ref then the name's ``m`` ref (a name can match only a party
+        without a code); without, the name's ``n`` ref. :meth:`ref_place` of each key,
+        inlined: a batch works out two places per subject, and the two calls a place cost a
+        tenth of a batch's lookup."""
         buckets, short, b64, digest = self.buckets, _SHORT_FIELD, b2a_base64, blake2b
-        reads: list[tuple[str, int, str]] = []
-        add = reads.append
+        reads: list[str | int] = []
+        add = reads.extend
         for identifier, name in lookups:
             kind = "n"
             if identifier:

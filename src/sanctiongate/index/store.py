@@ -22,7 +22,7 @@ On Redis Cluster a script may touch one slot only, so a batch takes four pipelin
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -473,7 +473,7 @@ class SanctionIndex:
         buckets = [layout.bucket(c.entry_id) for c in changes]
         meta, stored_before = await self._read_fields(
             gen,
-            [("e", b, c.entry_id) for b, c in zip(buckets, changes, strict=True)],
+            [x for b, c in zip(buckets, changes, strict=True) for x in ("e", b, c.entry_id)],
             meta=serving,
         )
         if serving:
@@ -695,7 +695,7 @@ class SanctionIndex:
             return meta, [[] for _ in wanted]
         entry_ids = sorted(set().union(*wanted))
         bucket = self.layout.bucket
-        raw_meta, raws = await self._read_fields(gen, [("e", bucket(e), e) for e in entry_ids])
+        raw_meta, raws = await self._read_fields(gen, _record_reads(entry_ids, bucket))
         self._serving(raw_meta, gen)
         return meta, _could_match(lookups, wanted, entry_ids, raws)
 
@@ -707,11 +707,12 @@ class SanctionIndex:
         return meta
 
     async def _read_fields(
-        self, gen: str, reads: list[tuple[str, int, str]], meta: bool = True
+        self, gen: str, reads: list[str | int], meta: bool = True
     ) -> tuple[dict[bytes, bytes], list[bytes | None]]:
         """The meta hash (empty when ``meta`` is false) and, for each (kind, bucket, field) of
-        ``reads``, that field of that bucket of kind ``kind`` (``e``, ``i`` or ``n``) in
-        ``gen``.
+        ``reads``, that field of that bucket of kind ``kind`` (``e``, ``i``, ``n`` or ``m``) in
+        ``gen``. ``reads`` is flat, the triples one after the other, as the read script takes
+        them (:meth:`.layout.Layout.lookup_reads`): no tuple per read made, then taken apart.
 
         Per slot (Cluster) the meta is read last in the pipeline, so a wipe during the reads
         shows in it; on a single Redis the first script reads it atomically with its keys.
@@ -719,18 +720,18 @@ class SanctionIndex:
         layout = self.layout
         pipe = self.redis.pipeline(transaction=False)
         if self.per_slot:
-            for kind, bucket, field_ in reads:
-                pipe.hget(layout.bucket_key(gen, bucket, kind), field_)
+            for kind, bucket, field_ in zip(reads[::3], reads[1::3], reads[2::3], strict=True):
+                pipe.hget(layout.bucket_key(gen, bucket, kind), field_)  # type: ignore[arg-type]
             if meta:
                 pipe.hgetall(layout.meta)
             values = await pipe.execute()
             return (values.pop() if meta else {}), values
         base = layout.bucket_base(gen)
-        for start in range(0, max(len(reads), 1), _SCRIPT_CHUNK):
-            flat = [x for read in reads[start : start + _SCRIPT_CHUNK] for x in read]
+        chunk = 3 * _SCRIPT_CHUNK
+        for start in range(0, max(len(reads), 1), chunk):
             await self._read_joined(
                 keys=[layout.meta] if meta and start == 0 else [],
-                args=[base, orjson.dumps(flat)],
+                args=[base, orjson.dumps(reads[start : start + chunk])],
                 client=pipe,
             )
         chunks = await pipe.execute()
@@ -745,7 +746,7 @@ class SanctionIndex:
         if not entry_ids:
             return {}
         bucket = self.layout.bucket
-        _, raws = await self._read_fields(gen, [("e", bucket(e), e) for e in entry_ids], meta=False)
+        _, raws = await self._read_fields(gen, _record_reads(entry_ids, bucket), meta=False)
         found = {}
         for entry_id, raw in zip(entry_ids, raws, strict=True):
             stored = decode_record(raw, entry_id)
@@ -845,6 +846,11 @@ class SanctionIndex:
         ):
             dropped += await self.redis.unlink(key)
         return dropped
+
+
+def _record_reads(entry_ids: Iterable[str], bucket: Callable[[str], int]) -> list[str | int]:
+    """The flat reads (:meth:`SanctionIndex._read_fields`) of these entries' records."""
+    return [x for entry_id in entry_ids for x in ("e", bucket(entry_id), entry_id)]
 
 
 def wanted_entry_ids(
