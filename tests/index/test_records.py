@@ -509,15 +509,24 @@ def test_records_are_written_as_before(
 def test_lookup_reads_are_the_ref_places_of_each_key(lookups: list, buckets: int) -> None:
     """Layout.lookup_reads inlines ref_place: the same bucket and field for every key (short
     keys kept, long ones digested; ASCII or not), an identifier's ``i`` then its name's ``m``,
-    a name alone ``n``, flat."""
+    a name alone ``n``, flat: each read's bucket suffix (bucket_base + suffix is its key)
+    then its field."""
     layout = Layout(buckets=buckets)
-    expected: list[str | int] = []
+    expected: list[str] = []
     for identifier, name in lookups:
-        if identifier:
-            expected += ["i", *layout.ref_place(identifier), "m", *layout.ref_place(name)]
-        else:
-            expected += ["n", *layout.ref_place(name)]
+        keys = [("i", identifier), ("m", name)] if identifier else [("n", name)]
+        for kind, key in keys:
+            bucket, field = layout.ref_place(key)
+            expected += [layout.bucket_suffix(bucket, kind), field]
     assert layout.lookup_reads(lookups) == expected
+    assert layout.record_reads(["e1", "长名单-2"]) == [
+        x for e in ["e1", "长名单-2"] for x in (layout.bucket_suffix(layout.bucket(e), "e"), e)
+    ]
+    gen = "g1"
+    for b in (0, buckets - 1):
+        for kind in "eimn":
+            suffix = layout.bucket_suffix(b, kind)
+            assert layout.bucket_base(gen) + suffix == layout.bucket_key(gen, b, kind)
 
 
 REF_LISTS = st.one_of(

@@ -22,7 +22,7 @@ On Redis Cluster a script may touch one slot only, so a batch takes four pipelin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -108,29 +108,26 @@ _ACTIVATION_CLAIM_LIMIT = 10_000
 _SCRIPT_CHUNK = 2_000  # keys per read script: a 10,000-subject batch never holds Redis long
 
 # Standalone Redis only: the fields of a candidate read. ARGV[1]: the generation's bucket base
-# (Layout.bucket_base); ARGV[2]: JSON [kind, bucket, field, …], one triple per field read
-# (false where absent), after the meta hash's flat field/value list when KEYS[1] (the meta) is
-# given. Two arguments, not two per read: redis-py packs every argument of a command with a
-# copy of the buffer so far (up to 6 kB), and the keys are built here, not formatted in Python
-# (~3 µs a subject). The keys are not declared, so never on a Cluster (there ``per_slot`` reads
-# key by key).
-_READ_JOINED = (
-    """
+# (Layout.bucket_base); ARGV[2]: JSON [bucket suffix, field, …], one pair per field read
+# (Layout.bucket_suffix: base .. suffix is the bucket's key; false where absent), after the
+# meta hash's flat field/value list when KEYS[1] (the meta) is given. Two arguments, not two
+# per read: redis-py packs every argument of a command with a copy of the buffer so far (up to
+# 6 kB), and the keys are not formatted in Python per read (~3 µs a subject); the suffixes are
+# made once per bucket (layout._suffixes): formatting the bucket number and three
+# concatenations per key cost Redis 0.8 µs a subject. The keys are not declared, so never on a
+# Cluster (there ``per_slot`` reads key by key).
+_READ_JOINED = """
 local base = ARGV[1]
-"""
-    + BUCKET_KEY_LUA
-    + """
 local wanted = cjson.decode(ARGV[2])
 local found = {}
 if KEYS[1] then found[1] = redis.call('HGETALL', KEYS[1]) end
 local n = #found
-for i = 1, #wanted, 3 do
+for i = 1, #wanted, 2 do
   n = n + 1
-  found[n] = redis.call('HGET', bucket_key(wanted[i + 1], wanted[i]), wanted[i + 2])
+  found[n] = redis.call('HGET', base .. wanted[i], wanted[i + 1])
 end
 return found
 """
-)
 
 # Standalone Redis only: the counter buckets summed inside Redis, as a flat field/total list
 # (one command, not one HGETALL per bucket: /metrics and the monitor ask for this often).
@@ -472,9 +469,7 @@ class SanctionIndex:
         base = layout.bucket_base(gen)
         buckets = [layout.bucket(c.entry_id) for c in changes]
         meta, stored_before = await self._read_fields(
-            gen,
-            [x for b, c in zip(buckets, changes, strict=True) for x in ("e", b, c.entry_id)],
-            meta=serving,
+            gen, layout.record_reads(c.entry_id for c in changes), meta=serving
         )
         if serving:
             _still_serving(meta, gen)
@@ -694,8 +689,7 @@ class SanctionIndex:
         if not self.per_slot and not any(wanted):  # one script read the refs and the meta
             return meta, [[] for _ in wanted]
         entry_ids = sorted(set().union(*wanted))
-        bucket = self.layout.bucket
-        raw_meta, raws = await self._read_fields(gen, _record_reads(entry_ids, bucket))
+        raw_meta, raws = await self._read_fields(gen, self.layout.record_reads(entry_ids))
         self._serving(raw_meta, gen)
         return meta, _could_match(lookups, wanted, entry_ids, raws)
 
@@ -707,27 +701,28 @@ class SanctionIndex:
         return meta
 
     async def _read_fields(
-        self, gen: str, reads: list[str | int], meta: bool = True
+        self, gen: str, reads: list[str], meta: bool = True
     ) -> tuple[dict[bytes, bytes], list[bytes | None]]:
-        """The meta hash (empty when ``meta`` is false) and, for each (kind, bucket, field) of
-        ``reads``, that field of that bucket of kind ``kind`` (``e``, ``i``, ``n`` or ``m``) in
-        ``gen``. ``reads`` is flat, the triples one after the other, as the read script takes
-        them (:meth:`.layout.Layout.lookup_reads`): no tuple per read made, then taken apart.
+        """The meta hash (empty when ``meta`` is false) and, for each (bucket suffix, field) of
+        ``reads``, that field of the bucket of ``gen`` whose key ends with the suffix
+        (:meth:`.layout.Layout.bucket_suffix`: its number and kind ``e``, ``i``, ``n`` or
+        ``m``). ``reads`` is flat, the pairs one after the other, as the read script takes them
+        (:meth:`.layout.Layout.lookup_reads`): no tuple per read made, then taken apart.
 
         Per slot (Cluster) the meta is read last in the pipeline, so a wipe during the reads
         shows in it; on a single Redis the first script reads it atomically with its keys.
         """
         layout = self.layout
         pipe = self.redis.pipeline(transaction=False)
+        base = layout.bucket_base(gen)
         if self.per_slot:
-            for kind, bucket, field_ in zip(reads[::3], reads[1::3], reads[2::3], strict=True):
-                pipe.hget(layout.bucket_key(gen, bucket, kind), field_)  # type: ignore[arg-type]
+            for suffix, field_ in zip(reads[::2], reads[1::2], strict=True):
+                pipe.hget(base + suffix, field_)
             if meta:
                 pipe.hgetall(layout.meta)
             values = await pipe.execute()
             return (values.pop() if meta else {}), values
-        base = layout.bucket_base(gen)
-        chunk = 3 * _SCRIPT_CHUNK
+        chunk = 2 * _SCRIPT_CHUNK
         for start in range(0, max(len(reads), 1), chunk):
             await self._read_joined(
                 keys=[layout.meta] if meta and start == 0 else [],
@@ -745,8 +740,7 @@ class SanctionIndex:
         entry_ids = list(entry_ids)
         if not entry_ids:
             return {}
-        bucket = self.layout.bucket
-        _, raws = await self._read_fields(gen, _record_reads(entry_ids, bucket), meta=False)
+        _, raws = await self._read_fields(gen, self.layout.record_reads(entry_ids), meta=False)
         found = {}
         for entry_id, raw in zip(entry_ids, raws, strict=True):
             stored = decode_record(raw, entry_id)
@@ -846,11 +840,6 @@ class SanctionIndex:
         ):
             dropped += await self.redis.unlink(key)
         return dropped
-
-
-def _record_reads(entry_ids: Iterable[str], bucket: Callable[[str], int]) -> list[str | int]:
-    """The flat reads (:meth:`SanctionIndex._read_fields`) of these entries' records."""
-    return [x for entry_id in entry_ids for x in ("e", bucket(entry_id), entry_id)]
 
 
 def wanted_entry_ids(
