@@ -101,3 +101,31 @@ async def test_the_approval_agent_pauses_it_while_handling_not_while_waiting_for
     await agent.handle([])
     assert seen == [("handling", False), ("waiting for the broker", True)]
     assert gc.isenabled()
+
+
+async def test_the_api_pauses_it_while_it_parses_and_answers_a_batch_only() -> None:
+    """FastChecks: a batch's body is parsed and run with the collector paused (its million
+    objects die with it); a single check's is not; after either, it runs again."""
+    from sanctiongate.api.app import FastChecks
+    from sanctiongate.domain.models import BatchCheckRequest, CheckRequest
+
+    class Keys:
+        def authenticate(self, token: str) -> object:
+            return object()
+
+    class Services:
+        keys = Keys()
+
+    checks = FastChecks.__new__(FastChecks)
+    checks.services = Services()  # type: ignore[assignment]
+    seen: list[tuple[str, bool]] = []
+
+    async def run(services: object, key: object, parsed: object) -> bytes:
+        seen.append((type(parsed).__name__, gc.isenabled()))
+        return b"{}"
+
+    body = b'{"matter":{"category":"bidding"},"subjects":[{"kind":"legal_person","name":"x"}]}'
+    for model in (BatchCheckRequest, CheckRequest):
+        assert await checks._answer(model, run, b"Bearer k", body) == b"{}"  # type: ignore[arg-type]
+        assert gc.isenabled()
+    assert seen == [("BatchCheckRequest", False), ("CheckRequest", True)]

@@ -19,8 +19,14 @@ from .coalesce import Coalesced
 from .domain.assembled import assembled
 from .domain.catalogue import Catalogue
 from .domain.decisions import SubjectAssessment, assess_subject, combined_incentives, strongest
-from .domain.identifiers import normalise_names, parse_resident_id, parse_uscc
+from .domain.identifiers import (
+    mask_identifier,
+    normalise_names,
+    parse_resident_id,
+    parse_uscc,
+)
 from .domain.models import (
+    AppliedMeasure,
     AsOf,
     BatchCheckResponse,
     BatchResult,
@@ -60,9 +66,12 @@ def _check_character_fails(subject: Subject) -> bool:
     return False
 
 
-def _unlisted_anomalies(subjects: Sequence[Subject], candidates: list[list[StoredEntry]]) -> None:
-    """A code whose check fails is accepted only when exactly that code is listed."""
-    for i, (subject, found) in enumerate(zip(subjects, candidates, strict=True)):
+def _unlisted_anomalies(
+    subjects: Sequence[Subject], candidates: list[list[StoredEntry]], first: int = 0
+) -> None:
+    """A code whose check fails is accepted only when exactly that code is listed.
+    ``first``: the position of ``subjects[0]`` in the request (for the field's path)."""
+    for i, (subject, found) in enumerate(zip(subjects, candidates, strict=True), first):
         if not _check_character_fails(subject):
             continue
         anomalies = subject.identifier_anomalies(f"subjects.{i}")
@@ -140,14 +149,19 @@ class Checker:
             self._catalogue_key = key
         return self._catalogue
 
-    async def lookup(self, subjects: Sequence[Subject], coalesce: bool = False) -> Found:
+    async def lookup(
+        self, subjects: Sequence[Subject], coalesce: bool = False, names: list[str] | None = None
+    ) -> Found:
         """Candidate entries per subject; :class:`IndexUnavailable` when the index can't answer.
 
         ``coalesce``: share the round trip with concurrent checks (small checks; a big batch
-        reads on its own so that it never delays them).
+        reads on its own so that it never delays them). ``names``: the subjects' names folded
+        (``normalise_names``), when the caller has them.
         """
-        names = normalise_names([s.name for s in subjects])
-        lookups = [(s.identifier, name) for s, name in zip(subjects, names, strict=True)]
+        if names is None:
+            names = normalise_names([s.name for s in subjects])
+        # (Subject.identifier, name), the property inlined: once per subject of a batch.
+        lookups = [(s.uscc or s.id_number, name) for s, name in zip(subjects, names, strict=True)]
         read = self.reads.candidates if coalesce else self.index.candidates
         try:
             for _ in range(3):
@@ -260,37 +274,82 @@ class Checker:
         request_id: str | None = None,
         now: datetime | None = None,
     ) -> BatchCheckResponse:
-        """Bulk comparison: each subject judged on its own (black overrides red per subject)."""
+        """Bulk comparison: each subject judged on its own (black overrides red per subject).
+
+        What :meth:`assess` and a result built from each assessment give (the check character
+        refusal of :func:`_unlisted_anomalies`, first failing subject first; ``assess_subject``;
+        ``masked_identifier``), in one pass over the subjects: most of a batch has no
+        candidate at all, and such a subject's result is a pass without hits, written out
+        without the calls and the assessment in between.
+        """
         now = now or datetime.now(UTC)
-        meta, assessments = await self.assess(subjects, matter, now)
-        # Assembled: every value is validated already (the subjects, the assessments' models);
-        # validating 10,000 results again, or model_construct, cost a quarter of a batch.
+        names = normalise_names([s.name for s in subjects])  # for the lookup and the matching
+        meta, candidates = await self.lookup(subjects, names=names)
+        try:
+            catalogue = await self.catalogue(meta)
+        except (RedisError, OSError) as exc:
+            raise IndexUnavailable("redis_unavailable", f"Redis cannot be reached: {exc}") from exc
+        category = matter.category
+        # Assembled (:func:`.domain.assembled.assembled`, inlined): every value is validated
+        # already (the subjects, the assessments' models); validating 10,000 results again,
+        # or model_construct, cost a quarter of a batch.
+        new, fields = BatchResult.__new__, _BATCH_RESULT_FIELDS
+        results: list[BatchResult] = []
+        add = results.append
+        for i, subject in enumerate(subjects):
+            found = candidates[i]
+            uscc, id_number = subject.uscc, subject.id_number
+            if uscc:
+                if not parse_uscc(uscc).check_ok:
+                    _refuse_unlisted(i, subject, found)
+            elif id_number and not parse_resident_id(id_number).check_ok:
+                _refuse_unlisted(i, subject, found)
+            if found:
+                a = assess_subject(subject, found, catalogue, category, now, names[i])
+                decision, hits = a.decision, a.hits
+                incentives = combined_incentives([a]) if a.incentives else []
+            else:  # assess_subject's answer for no candidates
+                decision, hits, incentives = "pass", [], []
+            result = new(BatchResult)
+            _set(
+                result,
+                "__dict__",
+                {
+                    "index": i,
+                    "role": subject.role,
+                    "kind": subject.kind,
+                    "name": subject.name,
+                    "identifier": mask_identifier(id_number) if id_number else uscc,
+                    "decision": decision,
+                    "hits": hits,
+                    "incentives": incentives,
+                },
+            )
+            _set(result, "__pydantic_fields_set__", fields)
+            _set(result, "__pydantic_extra__", None)
+            _set(result, "__pydantic_private__", None)
+            add(result)
         return assembled(
             BatchCheckResponse,
             {
                 "request_id": request_id or new_request_id(),
                 "department": department,
                 "matter": matter,
-                "results": [
-                    assembled(
-                        BatchResult,
-                        {
-                            "index": i,
-                            "role": s.role,
-                            "kind": s.kind,
-                            "name": s.name,
-                            "identifier": s.masked_identifier,
-                            "decision": a.decision,
-                            "hits": a.hits,
-                            "incentives": combined_incentives([a]) if a.incentives else [],
-                        },
-                    )
-                    for i, (s, a) in enumerate(zip(subjects, assessments, strict=True))
-                ],
+                "results": results,
                 "as_of": as_of(meta, now),
                 "decided_at": now,
             },
         )
+
+
+_set = object.__setattr__
+# Every field of a result is set: one set for all of them, as assembled() shares its own.
+_BATCH_RESULT_FIELDS = set(BatchResult.model_fields)
+
+
+def _refuse_unlisted(i: int, subject: Subject, found: list[StoredEntry]) -> None:
+    """:func:`_unlisted_anomalies` for one subject whose code fails its check character."""
+    _unlisted_anomalies([subject], [found], i)
 
 
 _NO_RESULTS = b'"results":[]'
@@ -299,10 +358,12 @@ _NO_RESULTS = b'"results":[]'
 def batch_json(response: BatchCheckResponse) -> bytes:
     """``response`` as JSON, the same document as ``model_dump_json(by_alias=True)``.
 
-    Most results of a batch have no hits and no incentives: every value of theirs is a plain
-    str, int or None (the assembled model's ``__dict__``, in field order), which orjson writes
-    in a fraction of what pydantic's serializer takes per model. Only results with hits or
-    incentives go through pydantic, as fragments; the envelope (dates) too.
+    Every value of a result is a plain str, int, bool, date or None (the assembled model's
+    ``__dict__``, in field order), or a list of hits (the same, and their measures) and of
+    measures, which orjson writes in a fraction of what pydantic's serializer takes per model:
+    most results have no hits, and those that have are written as dicts too, each measure as
+    pydantic's fragment (one per measure object: hits share them). Only the envelope (dates)
+    goes through pydantic. tests/domain/test_check_assembly.py holds both equal.
     """
     envelope = response.__pydantic_serializer__.to_json(
         assembled(BatchCheckResponse, {**response.__dict__, "results": []}), by_alias=True
@@ -311,12 +372,36 @@ def batch_json(response: BatchCheckResponse) -> bytes:
         [
             r.__dict__
             if not r.hits and not r.incentives
-            else orjson.Fragment(r.__pydantic_serializer__.to_json(r, by_alias=True))
+            else {
+                **r.__dict__,
+                "hits": [
+                    {**h.__dict__, "measures": [_measure_json(m) for m in h.measures]}
+                    for h in r.hits
+                ],
+                "incentives": [_measure_json(m) for m in r.incentives],
+            }
             for r in response.results
         ]
     )
     head, _, tail = envelope.partition(_NO_RESULTS)
     return b"".join((head, b'"results":', results, tail))
+
+
+# A measure's JSON per AppliedMeasure object (decisions.applied shares one per catalogue
+# measure among all hits). Keyed by the object itself, held here so its id cannot be reused.
+_MEASURE_JSON_LIMIT = 4096
+_measure_jsons: dict[int, tuple[AppliedMeasure, orjson.Fragment]] = {}
+
+
+def _measure_json(measure: AppliedMeasure) -> orjson.Fragment:
+    cached = _measure_jsons.get(id(measure))
+    if cached is not None and cached[0] is measure:
+        return cached[1]
+    fragment = orjson.Fragment(measure.__pydantic_serializer__.to_json(measure, by_alias=True))
+    if len(_measure_jsons) >= _MEASURE_JSON_LIMIT:
+        _measure_jsons.clear()
+    _measure_jsons[id(measure)] = (measure, fragment)
+    return fragment
 
 
 def decision_from(

@@ -16,11 +16,28 @@ from hypothesis import strategies as st
 
 from sanctiongate.checks import Checker, IdentifierNotListed, batch_json
 from sanctiongate.domain.catalogue import Catalogue
-from sanctiongate.domain.models import BatchCheckResponse, Matter, StoredEntry
+from sanctiongate.domain.decisions import combined_incentives
+from sanctiongate.domain.models import (
+    AppliedMeasure,
+    BatchCheckResponse,
+    Hit,
+    Matter,
+    StoredEntry,
+)
 from sanctiongate.index.store import IndexMeta
 
 from .reference import ref_id_number
-from .test_decisions import CATALOGUE, MODEL, ORG, OTHER_ORG, WITH_MANAGERS, org, person, stored
+from .test_decisions import (
+    CATALOGUE,
+    MODEL,
+    ORG,
+    OTHER_ORG,
+    WITH_MANAGERS,
+    org,
+    person,
+    stored,
+    uscc,
+)
 
 NOW = datetime(2025, 6, 1, 4, 0, tzinfo=UTC)
 BOSS = WITH_MANAGERS[0]["id_number"]
@@ -171,3 +188,149 @@ async def test_a_code_failing_its_check_is_refused_unless_exactly_it_is_listed()
     listed = stored("bad", ident=bad)
     decision = await checker(listed).check([org(bad)], PROCUREMENT, "d", None, NOW)
     assert decision.decision == "block"
+
+
+BAD = "91350203M0001QAY9B"  # fails its check character
+BAD_PERSON = NOBODY[:-1] + ("0" if NOBODY[-1] != "0" else "1")
+LISTINGS = [
+    stored("black"),
+    stored("red", list_type=MODEL, polarity="red", ident=OTHER_ORG, name="红"),
+    stored("rep", ident=OTHER_ORG, name="红", related=WITH_MANAGERS),
+    stored("codeless", ident=None, name="无码公司"),
+    stored("bad", ident=BAD),
+    stored("old", effective_until="2025-02-01"),
+]
+BATCH_SUBJECTS = st.sampled_from(
+    [
+        org(),
+        org(OTHER_ORG, name="红"),
+        org(None, name="无码公司"),
+        org(None, name="红"),
+        org(uscc("91440300708461136"), name="无码公司"),
+        org(BAD),
+        person(BOSS),
+        person(NOBODY, name="无名氏"),
+        person(None, name="张三"),
+        person(BAD_PERSON),
+    ]
+)
+
+
+def _reference_batch(
+    subjects: list, assessments: list, response: BatchCheckResponse
+) -> BatchCheckResponse:
+    """The response as the old path built it: each subject's assessment (Checker.assess), its
+    result validated by pydantic."""
+    return BatchCheckResponse.model_validate(
+        {
+            **response.model_dump(include={"request_id", "department", "matter", "as_of"}),
+            "decided_at": response.decided_at,
+            "results": [
+                {
+                    "index": i,
+                    "role": s.role,
+                    "kind": s.kind,
+                    "name": s.name,
+                    "identifier": s.masked_identifier,
+                    "decision": a.decision,
+                    "hits": [h.model_dump() for h in a.hits],
+                    "incentives": [
+                        m.model_dump() for m in combined_incentives([a]) if a.incentives
+                    ],
+                }
+                for i, (s, a) in enumerate(zip(subjects, assessments, strict=True))
+            ],
+        }
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    subjects=st.lists(BATCH_SUBJECTS, min_size=1, max_size=12),
+    listings=st.lists(st.sampled_from(LISTINGS), unique_by=lambda s: s.entry_id),
+)
+async def test_a_batch_is_each_subject_assessed_on_its_own(
+    subjects: list, listings: list[StoredEntry]
+) -> None:
+    """Checker.batch's one pass (no assessment for a subject without candidates, the check
+    character refused in the same loop) answers as Checker.assess and a validated result per
+    subject did: the same results, the same refusal of the first unlisted failing code."""
+    index = checker(*listings)
+    try:
+        _, assessments = await index.assess(subjects, PROCUREMENT, NOW)
+    except IdentifierNotListed as refused:
+        with pytest.raises(IdentifierNotListed) as caught:
+            await index.batch(subjects, PROCUREMENT, "财政局", "b-1", NOW)
+        assert caught.value.field == refused.field
+        return
+    response = await index.batch(subjects, PROCUREMENT, "财政局", "b-1", NOW)
+    reference = _reference_batch(subjects, assessments, response)
+    assert response == reference
+    assert [r.model_fields_set for r in response.results] == [
+        r.model_fields_set for r in reference.results
+    ]
+    assert batch_json(response) == reference.model_dump_json(by_alias=True).encode()
+
+
+TEXTS = st.text(min_size=1, max_size=12)  # any characters: controls, quotes, astral, NUL
+MEASURES = st.builds(
+    lambda measure_id, title, effect, mandatory, basis, departments: AppliedMeasure(
+        measure_id=measure_id,
+        title=title,
+        effect=effect,
+        mandatory=mandatory,
+        legal_basis=basis,
+        implementing_departments=departments,
+    ),
+    TEXTS,
+    TEXTS,
+    st.sampled_from(["block", "review", "incentive"]),
+    st.booleans(),
+    TEXTS,
+    st.lists(TEXTS, max_size=3),
+)
+HITS = st.builds(
+    lambda texts, polarity, start, until, match, disputed, measures: Hit(
+        entry_id=texts[0],
+        list_type=texts[1],
+        polarity=polarity,
+        authority=texts[2],
+        basis=texts[3],
+        effective_from=start,
+        effective_until=until,
+        match=match,
+        role=texts[4],
+        disputed=disputed,
+        measures=measures,
+    ),
+    st.lists(TEXTS, min_size=5, max_size=5),
+    st.sampled_from(["black", "red", "watch"]),
+    st.dates(),  # years 1 to 9999
+    st.one_of(st.none(), st.dates()),
+    st.sampled_from(["id", "related_person", "name"]),
+    st.booleans(),
+    st.lists(MEASURES, max_size=3),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    hits=st.lists(st.lists(HITS, max_size=3), min_size=1, max_size=4),
+    incentives=st.lists(MEASURES, max_size=3),
+    shared=MEASURES,
+)
+async def test_batch_json_writes_hits_and_measures_as_pydantic_does(
+    hits: list[list[Hit]], incentives: list[AppliedMeasure], shared: AppliedMeasure
+) -> None:
+    """Results with hits and incentives are written by orjson too (batch_json): any texts,
+    any dates, measures shared between hits (as decisions.applied shares them)."""
+    response = await checker().batch(
+        [org(None, name=f"无{i}") for i in range(len(hits))], PROCUREMENT, "财政局", "b-1", NOW
+    )
+    for result, its_hits in zip(response.results, hits, strict=True):
+        result.__dict__["hits"] = [*its_hits, its_hits[0]] if its_hits else []
+        result.__dict__["incentives"] = [*incentives, shared, shared]
+        for hit in its_hits:
+            hit.__dict__["measures"].append(shared)
+    assert batch_json(response) == response.model_dump_json(by_alias=True).encode()
+    assert batch_json(response) == batch_json(response)  # the measures' JSON kept: the same

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 
+import orjson
 import pytest
-from pydantic import ValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError, field_validator, model_validator
 
 from sanctiongate.domain.models import (
     ApprovalEvent,
     Feedback,
     ListChange,
     Measure,
+    Model,
+    Name,
+    RelatedPerson,
+    Slug,
     StoredEntry,
     Subject,
+    SubjectKind,
+    _id_number,
+    _strip,
+    _uscc,
 )
 
 from .reference import full_width, ref_id_number, ref_uscc_check
@@ -333,3 +344,96 @@ def test_times_keep_their_offset() -> None:
     change = ListChange.model_validate(upsert())
     assert change.event_time == datetime(2025, 3, 1, 1, 30, tzinfo=UTC)
     assert ref_uscc_check(USCC[:17]) == USCC[17]
+
+
+# --- the code validators as field annotations -------------------------------------------------
+
+
+class _DecoratedSubject(Model):
+    """Subject as it was validated before its code validators became field annotations
+    (classmethod validators calling the same functions): the reference for the test below."""
+
+    kind: SubjectKind
+    name: Name
+    uscc: str | None = None
+    id_number: str | None = None
+    role: Slug | None = None
+
+    @field_validator("uscc", "id_number", mode="before")
+    @classmethod
+    def _blank_is_absent(cls, value: object) -> object:
+        return _strip(value)
+
+    @field_validator("uscc")
+    @classmethod
+    def _valid_uscc(cls, value: str | None) -> str | None:
+        return _uscc(value)
+
+    @field_validator("id_number")
+    @classmethod
+    def _valid_id_number(cls, value: str | None) -> str | None:
+        return _id_number(value)
+
+    @model_validator(mode="after")
+    def _identifier_fits_kind(self) -> _DecoratedSubject:
+        Subject._identifier_fits_kind(self)  # type: ignore[arg-type]
+        return self
+
+
+class _DecoratedPerson(Model):
+    role: Slug
+    kind: Literal["natural_person"] = "natural_person"
+    name: Name
+    id_number: str | None = None
+
+    @field_validator("id_number", mode="before")
+    @classmethod
+    def _blank_is_absent(cls, value: object) -> object:
+        return _strip(value)
+
+    @field_validator("id_number")
+    @classmethod
+    def _valid_id_number(cls, value: str | None) -> str | None:
+        return _id_number(value)
+
+
+ODD_CODES = [USCC, USCC.lower(), f" {USCC}\t", full_width(USCC), BAD_CHECK_USCC, USCC[:17], ""]
+ODD_CODES += [PERSON_ID, BAD_CHECK_ID, PERSON_ID[:15], f"\u3000{PERSON_ID}", "   ", "\x1c", "\xa0"]
+CODE_VALUES = st.one_of(
+    st.none(),
+    st.sampled_from(ODD_CODES),
+    st.text(alphabet="0123456789XIOx \t\u3000\x1c", max_size=20),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=1),
+)
+
+
+def _outcome(model: type[Model], body: dict[str, Any], json: bool) -> object:
+    try:
+        made = model.model_validate_json(orjson.dumps(body)) if json else model.model_validate(body)
+    except ValidationError as exc:
+        return [(e["type"], e["loc"], e["msg"], repr(e.get("input"))) for e in exc.errors()]
+    return made.__dict__, made.model_fields_set
+
+
+@settings(max_examples=300)
+@given(
+    kind=st.sampled_from(["legal_person", "natural_person", "other_org", "bot"]),
+    uscc=CODE_VALUES,
+    id_number=CODE_VALUES,
+    present=st.sets(st.sampled_from(["uscc", "id_number"])),
+    json=st.booleans(),
+)
+def test_code_validators_as_annotations_validate_as_the_decorated_ones(
+    kind: str, uscc: object, id_number: object, present: set[str], json: bool
+) -> None:
+    """Blank codes absent, codes parsed and normalised, the same errors (type, place, message,
+    input) and the same fields set, from JSON or Python: for a subject and a related person."""
+    body: dict[str, Any] = {"kind": kind, "name": "某公司"}
+    body.update({k: v for k, v in (("uscc", uscc), ("id_number", id_number)) if k in present})
+    assert _outcome(Subject, body, json) == _outcome(_DecoratedSubject, body, json)
+    person = {"role": "principal", "name": "张三"}
+    if "id_number" in present:
+        person["id_number"] = id_number  # type: ignore[assignment]
+    assert _outcome(RelatedPerson, person, json) == _outcome(_DecoratedPerson, person, json)

@@ -39,7 +39,13 @@ from sanctiongate.index.records import (
     packed_probe,
     split_record,
 )
-from sanctiongate.index.store import IndexMeta, IndexUnavailable, _could_match, check_serving
+from sanctiongate.index.store import (
+    IndexMeta,
+    IndexUnavailable,
+    _could_match,
+    check_serving,
+    wanted_entry_ids,
+)
 
 # Names, courts and case numbers as they come: Chinese, full-width brackets, the odd space.
 texts = st.text(
@@ -487,3 +493,63 @@ def test_records_are_written_as_before(
     raw = encode_record(stored)
     assert raw.hex() == expected
     assert decode_record(raw, "e1") == stored
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.text(max_size=20), st.sampled_from(["91110105MA0000000X"])),
+            st.text(max_size=12),
+        ),
+        max_size=20,
+    ),
+    st.sampled_from([1, 7, 4096]),
+)
+@example([("91110105MA0000000X", "北京宏达科技有限公司"), (None, "王伟"), ("", "abcdefgh")], 4096)
+def test_lookup_reads_are_the_ref_places_of_each_key(lookups: list, buckets: int) -> None:
+    """Layout.lookup_reads inlines ref_place: the same bucket and field for every key (short
+    keys kept, long ones digested; ASCII or not), an identifier's ``i`` then its name's ``m``,
+    a name alone ``n``, flat: each read's bucket suffix (bucket_base + suffix is its key)
+    then its field."""
+    layout = Layout(buckets=buckets)
+    expected: list[str] = []
+    for identifier, name in lookups:
+        keys = [("i", identifier), ("m", name)] if identifier else [("n", name)]
+        for kind, key in keys:
+            bucket, field = layout.ref_place(key)
+            expected += [layout.bucket_suffix(bucket, kind), field]
+    assert layout.lookup_reads(lookups) == expected
+    assert layout.record_reads(["e1", "长名单-2"]) == [
+        x for e in ["e1", "长名单-2"] for x in (layout.bucket_suffix(layout.bucket(e), "e"), e)
+    ]
+    gen = "g1"
+    for b in (0, buckets - 1):
+        for kind in "eimn":
+            suffix = layout.bucket_suffix(b, kind)
+            assert layout.bucket_base(gen) + suffix == layout.bucket_key(gen, b, kind)
+
+
+REF_LISTS = st.one_of(
+    st.none(),
+    st.just(b""),
+    st.lists(
+        st.tuples(st.sampled_from(["e1", "e2", "长名单-3"]), st.sampled_from(list(ROLES))),
+        min_size=1,
+        max_size=3,
+    ).map(lambda refs: REF_SEPARATOR.join(pack_ref(e, r) for e, r in refs).encode()),
+)
+
+
+@given(
+    st.lists(st.tuples(st.one_of(st.none(), st.just("91110105MA0000000X")), REF_LISTS, REF_LISTS))
+)
+def test_wanted_entry_ids_are_those_of_the_lookups_refs(rows: list) -> None:
+    """Per lookup, the entry ids of its identifier ref and its name ref (unpack_refs), read
+    from the refs in order: two for a lookup with an identifier, one without."""
+    lookups, refs, expected = [], [], []
+    for identifier, id_refs, name_refs in rows:
+        lookups.append((identifier, "名"))
+        own = [id_refs, name_refs] if identifier else [name_refs]
+        refs += own
+        expected.append({entry_id for raw in own for entry_id, _ in unpack_refs(raw)})
+    assert wanted_entry_ids(lookups, refs) == expected

@@ -206,7 +206,8 @@ async def _records_read(index: SanctionIndex, gen: str, lookups: list) -> list[s
     reader = index._read_fields
 
     async def recording(gen: str, reads: list, meta: bool = True):  # type: ignore[no-untyped-def]
-        read.extend(field for kind, _, field in reads if kind == "e")
+        suffixes, fields = reads[::2], reads[1::2]
+        read.extend(f for suffix, f in zip(suffixes, fields, strict=True) if suffix.endswith(":e"))
         return await reader(gen, reads, meta)
 
     index._read_fields = recording  # type: ignore[method-assign]

@@ -50,14 +50,18 @@ class Match:
     role: str  # the role the matched party holds in the listing ("subject" for the subject)
 
 
-def match_subject(subject: Subject, candidates: Iterable[StoredEntry]) -> list[Match]:
+def match_subject(
+    subject: Subject, candidates: Iterable[StoredEntry], name: str | None = None
+) -> list[Match]:
     """How, if at all, each candidate entry matches the subject of a check.
 
     An identifier match beats a name match on the same entry. A name counts only when the check
     carries no identifier for the subject or the listed party has none (a weak match).
+    ``name``: ``normalise_name(subject.name)``, when the caller has folded it already.
     """
     ident = subject.identifier
-    name = normalise_name(subject.name)
+    if name is None:
+        name = normalise_name(subject.name)
     is_person = subject.id_number is not None
     matches: list[Match] = []
     seen: set[str] = set()
@@ -166,7 +170,11 @@ def assess_subject(
     catalogue: Catalogue,
     matter_category: str,
     now: datetime,
+    name: str | None = None,
 ) -> SubjectAssessment:
+    """``name``: the subject's name folded (``normalise_name``), when the caller has it: a
+    batch folds all its names at once (``normalise_names``), which leaves no fold in the cache
+    for the subjects that have candidates."""
     if not candidates:  # most subjects of a check or batch are listed nowhere
         return SubjectAssessment("pass", [], [], False)
     on = today_in_china(now)
@@ -174,7 +182,7 @@ def assess_subject(
     hits: list[Hit] = []
     incentives: list[Measure] = []
     black = False
-    for match in match_subject(subject, candidates):
+    for match in match_subject(subject, candidates, name):
         if not is_active(match.stored, on):
             continue
         entry = match.stored.entry

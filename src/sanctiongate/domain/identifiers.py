@@ -109,17 +109,25 @@ def resident_id_check_char(first17: str) -> str:
 
 # Parsing is pure and an entry's codes are parsed twice (validation, then the anomaly flags):
 # cache it. Errors are not cached (lru_cache does not keep exceptions).
+# An Identifier without NamedTuple's ``__new__`` (a Python function: a tenth of a parse, made
+# for every code of every message): tuple.__new__ makes the same Identifier.
+_identifier = tuple.__new__
+_USCC_KIND, _ID_KIND = IdentifierKind.USCC, IdentifierKind.RESIDENT_ID
+
+
 @lru_cache(maxsize=65536)
 def parse_uscc(raw: str) -> Identifier:
-    value = normalise_code(raw)
-    if len(value) != 18:
-        raise IdentifierError("uscc_length", f"a USCC has 18 characters, got {len(value)}")
-    # The form and the check from one translation (uscc_check_char's, here for all 18).
+    # normalise_code inlined for the usual ASCII code (a call is a tenth of a parse).
+    value = raw.upper().strip() if raw.isascii() else normalise_code(raw)
+    # The form and the check from one translation (uscc_check_char's, here for all 18): 18
+    # bytes without a "!" are 18 characters of the alphabet, whatever else is a form error.
     digits = value.encode().translate(USCC_DIGITS)
     if len(digits) != 18 or b"!" in digits:
+        if len(value) != 18:
+            raise IdentifierError("uscc_length", f"a USCC has 18 characters, got {len(value)}")
         raise IdentifierError("uscc_alphabet", "a USCC uses only 0-9 and A-Y without I, O, S, V, Z")
     check = USCC_ALPHABET[-int(digits[16::-1], 34) % 31]
-    return Identifier(IdentifierKind.USCC, value, check == value[17])
+    return _identifier(Identifier, (_USCC_KIND, value, check == value[17]))
 
 
 def _birth_date_ok(yyyymmdd: str) -> bool:
@@ -135,7 +143,7 @@ def _birth_date_ok(yyyymmdd: str) -> bool:
 
 @lru_cache(maxsize=65536)
 def parse_resident_id(raw: str) -> Identifier:
-    value = normalise_code(raw)
+    value = raw.upper().strip() if raw.isascii() else normalise_code(raw)
     if _ID15_FORM.fullmatch(value):
         # Old-style numbers (1984-1999) carry a YYMMDD birth date of the 1900s and no check digit.
         if not _birth_date_ok("19" + value[6:12]):
@@ -155,9 +163,8 @@ def parse_resident_id(raw: str) -> Identifier:
         )
     if not _birth_date_ok(value[6:14]):
         raise IdentifierError("id_birth_date", "the birth date in the ID number is impossible")
-    return Identifier(
-        IdentifierKind.RESIDENT_ID, value, resident_id_check_char(value[:17]) == value[17]
-    )
+    check = ID_CHECK_CHARS[2 * int(value[:17], 13) % 11]  # resident_id_check_char's: 17 digits
+    return _identifier(Identifier, (_ID_KIND, value, check == value[17]))
 
 
 def parse_any(raw: str) -> Identifier:

@@ -57,7 +57,9 @@ bucket and its counter hash; or one ref bucket), so every operation stays in one
 from __future__ import annotations
 
 from binascii import b2a_base64
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from hashlib import blake2b
 from zlib import crc32
 
@@ -78,6 +80,44 @@ class Layout:
         works this out for every identifier and name of every change."""
         raw = key.encode()
         return crc32(raw) % self.buckets, _field_of(key, raw)
+
+    def lookup_reads(self, lookups: Iterable[tuple[str | None, str]]) -> list[str]:
+        """The reads of checks' lookups (identifier or None, normalised name), flat, as the read
+        script takes them: per read its :meth:`bucket_suffix` then its field. With an
+        identifier, its ``i`` ref then the name's ``m`` ref (a name can match only a party
+        without a code); without, the name's ``n`` ref. :meth:`ref_place` of each key,
+        inlined: a batch works out two places per subject, and the two calls a place cost a
+        tenth of a batch's lookup."""
+        buckets, short, b64, digest = self.buckets, _SHORT_FIELD, b2a_base64, blake2b
+        by_id, by_codeless, by_name = (_suffixes(buckets, kind) for kind in "imn")
+        reads: list[str] = []
+        add = reads.extend
+        for identifier, name in lookups:
+            suffixes = by_name
+            if identifier:
+                raw = identifier.encode()
+                field = identifier
+                if len(raw) > short:
+                    field = b64(digest(raw, digest_size=6).digest(), newline=False).decode()
+                add((by_id[crc32(raw) % buckets], field))
+                suffixes = by_codeless
+            raw = name.encode()
+            field = name
+            if len(raw) > short:
+                field = b64(digest(raw, digest_size=6).digest(), newline=False).decode()
+            add((suffixes[crc32(raw) % buckets], field))
+        return reads
+
+    def record_reads(self, entry_ids: Iterable[str]) -> list[str]:
+        """The reads of these entries' records, flat as :meth:`lookup_reads`'s."""
+        suffixes, bucket = _suffixes(self.buckets, "e"), self.bucket
+        return [x for entry_id in entry_ids for x in (suffixes[bucket(entry_id)], entry_id)]
+
+    @staticmethod
+    def bucket_suffix(bucket: int, kind: str) -> str:
+        """What follows :meth:`bucket_base` in a bucket's key (:meth:`bucket_key`): the read
+        script is given these (one concatenation per key in Lua, no number to format)."""
+        return f"{bucket}}}:{kind}"
 
     # --- outside generations ----------------------------------------------------------------
     @property
@@ -112,7 +152,7 @@ class Layout:
         return f"{self.prefix}:{{{gen}."
 
     def bucket_key(self, gen: str, bucket: int, kind: str) -> str:
-        return f"{self.bucket_base(gen)}{bucket}}}:{kind}"
+        return f"{self.bucket_base(gen)}{self.bucket_suffix(bucket, kind)}"
 
     def entries(self, gen: str, entry_id: str) -> str:
         return self.bucket_key(gen, self.bucket(entry_id), "e")
@@ -157,6 +197,12 @@ _ROLES_BY_CODE = {code: role for role, code in _ROLE_CODES.items()}
 # The same key as Layout.bucket_key, in Lua: ``base`` from Layout.bucket_base, ``b`` a bucket
 # number (a whole number: Lua prints it without a decimal point), ``kind`` e, c, i or n.
 BUCKET_KEY_LUA = "local function bucket_key(b, kind) return base .. b .. '}:' .. kind end"
+
+
+@lru_cache(maxsize=64)
+def _suffixes(buckets: int, kind: str) -> tuple[str, ...]:
+    """:meth:`Layout.bucket_suffix` of every bucket of a kind, made once."""
+    return tuple(Layout.bucket_suffix(b, kind) for b in range(buckets))
 
 
 def role_code(role: str) -> str:

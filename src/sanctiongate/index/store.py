@@ -109,29 +109,26 @@ _ACTIVATION_CLAIM_LIMIT = 10_000
 _SCRIPT_CHUNK = 2_000  # keys per read script: a 10,000-subject batch never holds Redis long
 
 # Standalone Redis only: the fields of a candidate read. ARGV[1]: the generation's bucket base
-# (Layout.bucket_base); ARGV[2]: JSON [kind, bucket, field, …], one triple per field read
-# (false where absent), after the meta hash's flat field/value list when KEYS[1] (the meta) is
-# given. Two arguments, not two per read: redis-py packs every argument of a command with a
-# copy of the buffer so far (up to 6 kB), and the keys are built here, not formatted in Python
-# (~3 µs a subject). The keys are not declared, so never on a Cluster (there ``per_slot`` reads
-# key by key).
-_READ_JOINED = (
-    """
+# (Layout.bucket_base); ARGV[2]: JSON [bucket suffix, field, …], one pair per field read
+# (Layout.bucket_suffix: base .. suffix is the bucket's key; false where absent), after the
+# meta hash's flat field/value list when KEYS[1] (the meta) is given. Two arguments, not two
+# per read: redis-py packs every argument of a command with a copy of the buffer so far (up to
+# 6 kB), and the keys are not formatted in Python per read (~3 µs a subject); the suffixes are
+# made once per bucket (layout._suffixes): formatting the bucket number and three
+# concatenations per key cost Redis 0.8 µs a subject. The keys are not declared, so never on a
+# Cluster (there ``per_slot`` reads key by key).
+_READ_JOINED = """
 local base = ARGV[1]
-"""
-    + BUCKET_KEY_LUA
-    + """
 local wanted = cjson.decode(ARGV[2])
 local found = {}
 if KEYS[1] then found[1] = redis.call('HGETALL', KEYS[1]) end
 local n = #found
-for i = 1, #wanted, 3 do
+for i = 1, #wanted, 2 do
   n = n + 1
-  found[n] = redis.call('HGET', bucket_key(wanted[i + 1], wanted[i]), wanted[i + 2])
+  found[n] = redis.call('HGET', base .. wanted[i], wanted[i + 1])
 end
 return found
 """
-)
 
 # Standalone Redis only: the counter buckets summed inside Redis, as a flat field/total list
 # (one command, not one HGETALL per bucket: /metrics and the monitor ask for this often).
@@ -548,9 +545,7 @@ class SanctionIndex:
         base = layout.bucket_base(gen)
         buckets = [layout.bucket(c.entry_id) for c in changes]
         meta, stored_before = await self._read_fields(
-            gen,
-            [("e", b, c.entry_id) for b, c in zip(buckets, changes, strict=True)],
-            meta=serving,
+            gen, layout.record_reads(c.entry_id for c in changes), meta=serving
         )
         if serving:
             _still_serving(meta, gen)
@@ -764,22 +759,14 @@ class SanctionIndex:
         each with the meta: a read that straddles a generation switch or a wipe is refused,
         never answered (refs without their records would make a listed subject pass).
         """
-        place = self.layout.ref_place
-        reads: list[tuple[str, int, str]] = []
-        for identifier, name in lookups:
-            if identifier:  # by name, it can match only a party without a code: kind m
-                reads.append(("i", *place(identifier)))
-                reads.append(("m", *place(name)))
-            else:
-                reads.append(("n", *place(name)))
-        raw_meta, refs = await self._read_fields(gen, reads)
+        # With an identifier, by name it can match only a party without a code: kind m.
+        raw_meta, refs = await self._read_fields(gen, self.layout.lookup_reads(lookups))
         meta = self._serving(raw_meta, gen)
         wanted = wanted_entry_ids(lookups, refs)
         if not self.per_slot and not any(wanted):  # one script read the refs and the meta
             return meta, [[] for _ in wanted]
         entry_ids = sorted(set().union(*wanted))
-        bucket = self.layout.bucket
-        raw_meta, raws = await self._read_fields(gen, [("e", bucket(e), e) for e in entry_ids])
+        raw_meta, raws = await self._read_fields(gen, self.layout.record_reads(entry_ids))
         self._serving(raw_meta, gen)
         return meta, _could_match(lookups, wanted, entry_ids, raws)
 
@@ -791,30 +778,32 @@ class SanctionIndex:
         return meta
 
     async def _read_fields(
-        self, gen: str, reads: list[tuple[str, int, str]], meta: bool = True
+        self, gen: str, reads: list[str], meta: bool = True
     ) -> tuple[dict[bytes, bytes], list[bytes | None]]:
-        """The meta hash (empty when ``meta`` is false) and, for each (kind, bucket, field) of
-        ``reads``, that field of that bucket of kind ``kind`` (``e``, ``i`` or ``n``) in
-        ``gen``.
+        """The meta hash (empty when ``meta`` is false) and, for each (bucket suffix, field) of
+        ``reads``, that field of the bucket of ``gen`` whose key ends with the suffix
+        (:meth:`.layout.Layout.bucket_suffix`: its number and kind ``e``, ``i``, ``n`` or
+        ``m``). ``reads`` is flat, the pairs one after the other, as the read script takes them
+        (:meth:`.layout.Layout.lookup_reads`): no tuple per read made, then taken apart.
 
         Per slot (Cluster) the meta is read last in the pipeline, so a wipe during the reads
         shows in it; on a single Redis the first script reads it atomically with its keys.
         """
         layout = self.layout
         pipe = self.redis.pipeline(transaction=False)
+        base = layout.bucket_base(gen)
         if self.per_slot:
-            for kind, bucket, field_ in reads:
-                pipe.hget(layout.bucket_key(gen, bucket, kind), field_)
+            for suffix, field_ in zip(reads[::2], reads[1::2], strict=True):
+                pipe.hget(base + suffix, field_)
             if meta:
                 pipe.hgetall(layout.meta)
             values = await pipe.execute()
             return (values.pop() if meta else {}), values
-        base = layout.bucket_base(gen)
-        for start in range(0, max(len(reads), 1), _SCRIPT_CHUNK):
-            flat = [x for read in reads[start : start + _SCRIPT_CHUNK] for x in read]
+        chunk = 2 * _SCRIPT_CHUNK
+        for start in range(0, max(len(reads), 1), chunk):
             await self._read_joined(
                 keys=[layout.meta] if meta and start == 0 else [],
-                args=[base, orjson.dumps(flat)],
+                args=[base, orjson.dumps(reads[start : start + chunk])],
                 client=pipe,
             )
         chunks = await pipe.execute()
@@ -828,8 +817,7 @@ class SanctionIndex:
         entry_ids = list(entry_ids)
         if not entry_ids:
             return {}
-        bucket = self.layout.bucket
-        _, raws = await self._read_fields(gen, [("e", bucket(e), e) for e in entry_ids], meta=False)
+        _, raws = await self._read_fields(gen, self.layout.record_reads(entry_ids), meta=False)
         found = {}
         for entry_id, raw in zip(entry_ids, raws, strict=True):
             stored = decode_record(raw, entry_id)
@@ -937,16 +925,26 @@ def wanted_entry_ids(
     """Per lookup, the entry ids its refs name; ``refs`` hold the identifier ref (when the
     lookup has an identifier) then the name ref of each lookup, in order."""
     wanted: list[set[str]] = []
+    add = wanted.append
     position = 0
     for identifier, _ in lookups:
+        first = refs[position]
+        if identifier:
+            second = refs[position + 1]
+            position += 2
+        else:
+            second = None
+            position += 1
+        if not first and not second:  # most lookups of a batch: found under neither key
+            add(set())
+            continue
         ids: set[str] = set()
-        for _ in range(2 if identifier else 1):
-            if raw := refs[position]:
+        for raw in (first, second):
+            if raw:
                 # The entry ids of unpack_refs, without mapping the roles (not needed here).
                 text = raw.decode() if isinstance(raw, bytes) else raw
                 ids.update([ref.partition(ROLE_SEPARATOR)[0] for ref in text.split(REF_SEPARATOR)])
-            position += 1
-        wanted.append(ids)
+        add(ids)
     return wanted
 
 
@@ -977,6 +975,9 @@ def _could_match(
 
     found: list[list[StoredEntry]] = []
     for (identifier, _), ids in zip(lookups, wanted, strict=True):
+        if not ids:  # most subjects of a batch: no probe packed for them
+            found.append([])
+            continue
         code = packed_probe(identifier) if identifier else b""
         entries = []
         for entry_id in ids:  # the order as ever (the set's)
