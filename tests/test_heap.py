@@ -84,6 +84,40 @@ def test_collections_put_off_happen_after_the_pause() -> None:
         gc.callbacks.remove(note)
 
 
+async def test_batches_that_overlap_without_a_gap_still_let_it_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A steady stream of overlapping batches never leaves none in hand: past
+    LONGEST_PAUSE_SECONDS, a batch that leaves runs a young collection anyway."""
+    from sanctiongate import heap
+
+    monkeypatch.setattr(heap, "LONGEST_PAUSE_SECONDS", 0.05)
+    collected: list[int] = []
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "start":
+            collected.append(info["generation"])
+
+    async def batch(n: int) -> None:
+        with collector_paused():
+            await asyncio.sleep(0.06)  # three in hand at any time
+
+    async def stream() -> None:  # always at least one batch in hand, for ~0.4 s
+        running = [asyncio.create_task(batch(0))]
+        for n in range(1, 20):
+            await asyncio.sleep(0.02)
+            running.append(asyncio.create_task(batch(n)))
+        await asyncio.gather(*running)
+
+    gc.callbacks.append(note)
+    try:
+        await stream()
+    finally:
+        gc.callbacks.remove(note)
+    assert collected and set(collected[:-1]) <= {0}, "young collections while batches overlap"
+    assert gc.isenabled()
+
+
 async def test_the_approval_agent_pauses_it_while_handling_not_while_waiting_for_acks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

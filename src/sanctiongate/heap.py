@@ -15,6 +15,7 @@ apply of a list change ~145 → ~85 µs CPU).
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,12 +32,20 @@ def tune_collector() -> None:
     gc.set_threshold(*THRESHOLDS)
 
 
+# Batches that overlap without a gap (an API under a steady stream of big batches) would keep
+# the collector off for good, and cycles would pile up: past this long, a batch that leaves
+# while others are in hand runs a young collection (what is young then: a few batches' worth).
+LONGEST_PAUSE_SECONDS = 1.0
+
+
 class _Pauses:
     """Batches in hand that asked for no collection (they overlap: one task awaits Redis while
-    another handles), and whether the collector ran before the first of them."""
+    another handles), whether the collector ran before the first of them, and since when it
+    has not run."""
 
     count = 0
     was_enabled = False
+    since = 0.0
 
 
 @contextmanager
@@ -56,11 +65,16 @@ def collector_paused() -> Iterator[None]:
     """
     if _Pauses.count == 0:
         _Pauses.was_enabled = gc.isenabled()
+        _Pauses.since = time.monotonic()
         gc.disable()
     _Pauses.count += 1
     try:
         yield
     finally:
         _Pauses.count -= 1
-        if _Pauses.count == 0 and _Pauses.was_enabled:
-            gc.enable()
+        if _Pauses.was_enabled:
+            if _Pauses.count == 0:
+                gc.enable()
+            elif time.monotonic() - _Pauses.since > LONGEST_PAUSE_SECONDS:
+                _Pauses.since = time.monotonic()
+                gc.collect(0)

@@ -151,3 +151,75 @@ async def test_a_live_apply_writes_nothing_into_a_generation_that_no_longer_serv
         await index.drop_generation(new)
         await redis.delete(layout.meta)
         await redis.aclose()
+
+
+def _remove(entry_id: str, version: int) -> ListChange:
+    return ListChange.model_validate(list_change(entry_id, version, op="remove", reason="revoked"))
+
+
+async def _dump(redis: Redis, prefix: str, gen: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    async for key in redis.scan_iter(match=f"{prefix}:*"):
+        k = key.decode()
+        if ":meta" in k:
+            continue
+        kind = await redis.type(key)
+        if kind == b"hash":
+            v = await redis.hgetall(key)
+        elif kind == b"zset":
+            v = await redis.zrange(key, 0, -1)
+        elif kind == b"set":
+            v = sorted(await redis.smembers(key))
+        else:
+            v = await redis.get(key)
+        out[k.replace(prefix, "P").replace(gen, "G")] = v
+    return out
+
+
+@pytest.mark.parametrize("per_slot", [False, True])
+async def test_a_prepared_batch_applied_again_changes_nothing(
+    services: Services, per_slot: bool
+) -> None:
+    """The consumer retries a batch whose apply failed with the same PreparedBatch: applied
+    twice, it writes what apply_changes writes once, and the second time nothing."""
+    redis = Redis.from_url(services.redis_url)
+    now = datetime.now(UTC)
+    batch = [
+        _change("e-1", 1, now, "甲公司"),
+        _change("e-1", 1, now, "乙公司"),  # the same version again, other content: stale
+        _change("e-2", 1, now, "丙公司"),
+        _remove("e-2", 2),  # a remove after an upsert in the batch
+        _remove("e-3", 1),
+        _change("e-3", 2, now, "丁公司"),  # an upsert after a remove
+        *[_change(f"m-{i}", 1, now, f"多公司{i}") for i in range(450)],
+    ]
+    results = {}
+    dumps = {}
+    for way in ("changes", "prepared"):
+        prefix = f"r7{way}{per_slot}{random.randrange(10**6)}"
+        index = SanctionIndex(redis, Layout(prefix=prefix, buckets=64), per_slot=per_slot)
+        gen = new_generation() + way
+        first = await index.apply_changes(gen, [_change("e-2", 0, now, "旧丙")])  # stored before
+        assert len(first.applied) == 1
+        if way == "changes":
+            r = await index.apply_changes(gen, batch)
+            again = await index.apply_changes(gen, batch)
+        else:
+            prepared = index.prepare(batch)
+            for _ in prepared.steps(200):
+                pass
+            r = await index.apply_prepared(gen, prepared)
+            again = await index.apply_prepared(gen, prepared)
+        results[way] = (
+            sorted((a.change.entry_id, a.change.version) for a in r.applied),
+            sorted((c.entry_id, c.version) for c in r.stale),
+            sorted((c.entry_id, c.version) for c in r.overtaken),
+            len(again.applied),
+            sorted((c.entry_id, c.version) for c in again.stale),
+        )
+        dumps[way] = await _dump(redis, prefix, gen)
+        await index.drop_generation(gen)
+    await redis.aclose()
+    assert results["changes"] == results["prepared"]
+    assert results["prepared"][3] == 0
+    assert dumps["changes"] == dumps["prepared"]

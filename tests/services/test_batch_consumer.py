@@ -8,13 +8,17 @@ it has not handled, and commit the last ones before it stops.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
+from sanctiongate.streams import consumer as consumer_module
 from sanctiongate.streams.consumer import BatchConsumer, SeekTo
 from tests.conftest import Services, eventually
 
@@ -416,3 +420,235 @@ async def test_a_seek_drops_the_batch_read_ahead(services: Services) -> None:
     assert staged.applied == [b"a1", b"a2", b"b1", b"b2"]
     assert staged.applying[0] == [b"a1", b"a2"]
     assert staged.applying[1][0] == b"a1", "after the seek, the replay starts at the seek"
+
+
+# Rebalances while a batch is read ahead (a review of the staged consumer found the first two
+# of these failing: a rebalance held up for REVOKE_WAIT_SECONDS, a batch applied by two owners).
+
+
+def test_the_list_change_ingest_is_staged() -> None:
+    from sanctiongate.streams.consumer import StagedHandler
+    from sanctiongate.streams.ingest import ListChangeIngest
+
+    assert isinstance(ListChangeIngest(None, None), StagedHandler)  # type: ignore[arg-type]
+
+
+async def _rebalance_while_turn_held(
+    services: Services, a: BatchConsumer, release: Callable[[], None], topic: str
+) -> float:
+    """With A's loop holding ``_turn`` (its handler held), a second member joins; once A's
+    revoke listener waits for the turn, the handler is released. Returns how long B then
+    waits for its partition."""
+    await send_together(services, topic, [b"a1", b"a2"])
+    await asyncio.sleep(1.0)  # A's loop holds the batch (and the turn)
+    b = BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=_Staged(),
+        client_id="test-b",
+    )  # fmt: skip
+    starting = asyncio.create_task(b.start())  # start() joins the group: it waits for A
+    try:
+        await until(
+            lambda: (
+                a.consumer._subscription.reassignment_in_progress and bool(a._turn._waiters)
+            )  # A's revoke listener waits for the turn
+        )
+        t0 = time.monotonic()
+        release()
+        await until(lambda: bool(b.consumer.assignment()))
+        return time.monotonic() - t0
+    finally:
+        await starting
+        await b.stop()
+
+
+async def test_a_rebalance_begun_while_a_batch_is_prepared_is_not_held_up(
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(consumer_module, "REVOKE_WAIT_SECONDS", 8.0)
+    caplog.set_level(logging.INFO, logger="sanctiongate.streams.consumer")
+    topic = await new_topic(services, partitions=2)
+    staged = _Staged()
+    staged.hold_prepare.clear()  # the main path's prepare (getmany(20ms) → prepare) is held
+    a = await staged_consumer(services, topic, staged)
+    try:
+        await until(lambda: len(a.consumer.assignment()) == 2)
+        waited = await _rebalance_while_turn_held(services, a, staged.hold_prepare.set, topic)
+    finally:
+        await a.stop()
+    stalled = [r.getMessage() for r in caplog.records if "still in hand" in r.getMessage()]
+    assert waited < 5.0 and not stalled, (
+        f"B waited {waited:.1f}s for its partition; A's revoke listener: {stalled}"
+    )
+
+
+async def test_a_plain_handler_lets_a_rebalance_in_after_its_batch(
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same with a plain handler held in handle: the turn is released after it."""
+    monkeypatch.setattr(consumer_module, "REVOKE_WAIT_SECONDS", 8.0)
+    caplog.set_level(logging.INFO, logger="sanctiongate.streams.consumer")
+    topic = await new_topic(services, partitions=2)
+    hold = asyncio.Event()
+
+    async def handler(records: Sequence[ConsumerRecord]) -> None:
+        await hold.wait()
+
+    a = BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=handler,
+        client_id="test",
+    )  # fmt: skip
+    await a.start()
+    try:
+        await until(lambda: len(a.consumer.assignment()) == 2)
+        waited = await _rebalance_while_turn_held(services, a, hold.set, topic)
+    finally:
+        await a.stop()
+    stalled = [r.getMessage() for r in caplog.records if "still in hand" in r.getMessage()]
+    assert waited < 5.0 and not stalled, (waited, stalled)
+
+
+def _staged_with_idle(
+    services: Services, topic: str, handler: _Staged, idle: Callable[[], Awaitable[None]]
+) -> BatchConsumer:
+    return BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=handler,
+        client_id="test", idle=idle,
+    )  # fmt: skip
+
+
+async def _batch_in_hand(services: Services, topic: str, staged: _Staged) -> None:
+    await send_together(services, topic, [b"a1", b"a2"])
+    await asyncio.sleep(1.0)
+    await send_together(services, topic, [b"b1", b"b2"], partition=1)
+    await asyncio.sleep(1.0)
+    staged.hold_prepare.set()
+
+
+async def test_a_seek_from_the_idle_hook_with_a_batch_in_hand(services: Services) -> None:
+    topic = await new_topic(services, partitions=2)
+    staged = _Staged()
+    staged.hold_prepare.clear()
+    box: dict[str, BatchConsumer] = {}
+    sought = []
+
+    async def idle() -> None:
+        c = box["c"]
+        if c._in_hand is not None and not sought:
+            sought.append([r.value for r in c._in_hand.records])
+            raise SeekTo({0: 0})  # partition 0 only: 1 resumes at the batch in hand
+
+    c = box["c"] = _staged_with_idle(services, topic, staged, idle)
+    await c.start()
+    try:
+        await _batch_in_hand(services, topic, staged)
+        await until(lambda: staged.applied.count(b"a1") == 2 and b"b2" in staged.applied)
+        await asyncio.sleep(1.0)
+    finally:
+        await c.stop()
+    assert sought == [[b"b1", b"b2"]]
+    assert staged.applied.count(b"b1") == 1 and staged.applied.count(b"a1") == 2, staged.applied
+
+
+async def test_a_rebalance_takes_the_batch_in_hand_back(services: Services) -> None:
+    topic = await new_topic(services, partitions=2)
+    staged = _Staged()
+    staged.hold_prepare.clear()
+    box: dict[str, BatchConsumer] = {}
+    reached, gate = asyncio.Event(), asyncio.Event()
+
+    async def idle() -> None:
+        c = box["c"]
+        if c._in_hand is not None and not gate.is_set():
+            reached.set()
+            await gate.wait()
+
+    c = box["c"] = _staged_with_idle(services, topic, staged, idle)
+    await c.start()
+    other = _Staged()
+    b = BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=other,
+        client_id="test-b",
+    )  # fmt: skip
+    try:
+        await until(lambda: len(c.consumer.assignment()) == 2)
+        await _batch_in_hand(services, topic, staged)
+        await until(reached.is_set)
+        starting = asyncio.create_task(b.start())
+        await until(lambda: c._in_hand is None)  # the revoke listener took it back
+        gate.set()
+        await starting
+        await until(lambda: sorted(staged.applied + other.applied) == [b"a1", b"a2", b"b1", b"b2"])
+        await asyncio.sleep(2.0)
+    finally:
+        await b.stop()
+        await c.stop()
+    everything = staged.applied + other.applied
+    assert sorted(everything) == [b"a1", b"a2", b"b1", b"b2"], (staged.applied, other.applied)
+
+
+async def test_after_a_revoke_that_timed_out_the_old_owner_drops_what_it_read_ahead(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A revoke that times out (apply stuck on Redis longer than REVOKE_WAIT_SECONDS) leaves
+    the batch read ahead in hand; with no ``positions`` nothing drops it after the rebalance."""
+    monkeypatch.setattr(consumer_module, "REVOKE_WAIT_SECONDS", 3.0)
+    topic = await new_topic(services, partitions=2)
+    staged = _Staged()
+    staged.hold_prepare.clear()
+    # member ids sort "test-a-…" < "test-b-…": the range assignor leaves A partition 0 only
+    a = BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=staged,
+        client_id="test-a",
+    )  # fmt: skip
+    await a.start()
+    other = _Staged()
+    b = BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=other,
+        client_id="test-b",
+    )  # fmt: skip
+    starting = None
+    try:
+        await until(lambda: len(a.consumer.assignment()) == 2)
+        await send_together(services, topic, [b"a1", b"a2"])
+        await asyncio.sleep(1.0)
+        await send_together(services, topic, [b"b1", b"b2"], partition=1)
+        await asyncio.sleep(1.0)
+        staged.hold_apply.clear()  # batch a's apply hangs (Redis stuck), b is read ahead
+        staged.hold_prepare.set()
+        await until(lambda: len(staged.prepared) == 2)
+        starting = asyncio.create_task(b.start())
+        await starting  # the revoke timed out; the rebalance went on
+        await until(lambda: bool(b.consumer.assignment()))
+        owned_by_b = {tp.partition for tp in b.consumer.assignment()}
+        staged.hold_apply.set()
+        await asyncio.sleep(3.0)
+    finally:
+        await b.stop()
+        await a.stop()
+    # a… (partition 0) was in flight when the revoke gave up: the old owner finishing it is
+    # the known cost of the timeout. b… (partition 1) was only read ahead.
+    assert owned_by_b == {1}
+    assert b"b1" not in staged.applied, (
+        f"the old owner applied the batch it read ahead of a partition now B's: "
+        f"A: {staged.applied}, B: {other.applied}"
+    )
+
+
+async def test_lag_counts_what_was_read_and_not_yet_handled() -> None:
+    """The consumer's position is past the batch being applied and the one read ahead: they
+    are still pending (the index lag must not say 0 while a Redis outage holds them)."""
+    from sanctiongate.streams.consumer import _Fetched
+
+    def record(offset: int) -> ConsumerRecord:
+        return ConsumerRecord("t", 0, offset, 0, 0, None, b"x", None, 1, 1, [])
+
+    consumer = BatchConsumer(
+        bootstrap="127.0.0.1:9", topic="t", group="g", handler=_Staged(), client_id="test"
+    )
+    assert await consumer.lag() == (0, 0.0)
+    consumer._applying = _Fetched({}, [record(0), record(1)])
+    consumer._in_hand = _Fetched({}, [record(2)])
+    consumer.last_record_time = time.time() - 5
+    pending, behind = await consumer.lag()
+    assert pending == 3
+    assert behind >= 5

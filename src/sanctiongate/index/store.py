@@ -346,8 +346,9 @@ class Written:
 class PreparedBatch:
     """A batch of list changes made ready to apply without Redis (:meth:`SanctionIndex.prepare`).
     ``steps`` works out what the upserts will write, a few at a time, so a caller can give the
-    event loop back in between; whatever it has not done yet is done when the batch is applied.
-    Applying never changes it: a batch whose apply failed is applied again as it is."""
+    event loop back in between; whatever it has not done yet, :meth:`SanctionIndex.apply_prepared`
+    does first. Applying changes nothing else in it: a batch whose apply failed is applied again
+    as it is. The per-slot (Cluster) path uses the records worked out, not the rest."""
 
     __slots__ = ("batch",)
 
@@ -570,6 +571,8 @@ class SanctionIndex:
             else:
                 activation = ""
             ahead = written.get(entry_id)
+            # Worked out ahead for every upsert (apply_prepared finishes the steps); a remove's
+            # record depends on what is stored, so it is worked out here.
             writes = ahead if ahead is not None and ahead.after is after else Written.of(after)
             adds, removes = self._ref_args(writes, before)
             code = writes.code

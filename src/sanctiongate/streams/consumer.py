@@ -60,6 +60,7 @@ class _Fetched:
     batches: dict[TopicPartition, list[ConsumerRecord]]
     records: list[ConsumerRecord]
     prepared: Any = None
+    revokes: int = 0  # BatchConsumer._revokes when it was read
 
 
 # How long a rebalance waits for the batch in hand to be written and committed. Bounded, so a
@@ -140,6 +141,11 @@ class BatchConsumer:
         # Staged: the next batch, read and prepared while the one before was being applied;
         # read again (rewound) if a rebalance or a failure comes first.
         self._in_hand: _Fetched | None = None
+        self._revokes = 0  # revocations begun: a batch read before one is read again
+        # A revocation waits for the turn: no read-ahead meanwhile (aiokafka's getmany waits for
+        # the rebalance to finish, even with timeout 0, and the rebalance would wait for us).
+        self._revoking = False
+        self._applying: _Fetched | None = None  # read, not yet handled: still pending
         self.last_record_time: float | None = None  # produce time of the newest record handled
 
     async def start(self) -> None:
@@ -171,6 +177,8 @@ class BatchConsumer:
             except (KafkaError, IllegalStateError, TimeoutError):
                 continue  # the assignment moved under us; the next call will see
             pending += max(0, high - position)
+        # The position is past what was read and not yet handled (staged: up to two batches).
+        pending += sum(len(f.records) for f in (self._applying, self._in_hand) if f is not None)
         if pending == 0 or self.last_record_time is None:
             return pending, 0.0
         return pending, max(0.0, time.time() - self.last_record_time)
@@ -182,15 +190,19 @@ class BatchConsumer:
             try:
                 async with self._turn:
                     current, self._in_hand = self._in_hand, None
-                    if current is not None and self._unplaced:
-                        self._rewind(current.batches)  # read before a placement: read again
+                    if current is not None and (self._unplaced or current.revokes != self._revokes):
+                        # Read before a placement or a revocation: read again by the owner.
+                        self._rewind(current.batches)
                         current = None
-                    if current is None:
+                    if current is None and not self._revoking:
                         if self._unplaced:
                             await self._place()
-                        current = await self._fetch(self.timeout_ms)
+                        if not self._revoking:  # _place awaits Redis: it may have begun since
+                            current = await self._fetch(self.timeout_ms)
                     if current is not None:
+                        self._applying = current
                         self._in_hand = await self._handle(current)
+                        self._applying = None
                         self._handed_over(current.batches)
                         self.last_record_time = max(r.timestamp for r in current.records) / 1000
                 current = None  # handled: nothing to take back from here on
@@ -198,17 +210,20 @@ class BatchConsumer:
                     await self.idle()
                 backoff = 0.1
             except SeekTo as seek:
+                self._applying = None
                 self._take_back(current)  # a partition the seek does not name resumes at it
                 self._seek(seek.offsets)
             except asyncio.CancelledError:
                 raise
             except (IndexUnavailable, RedisError, OSError, KafkaError) as exc:
+                self._applying = None
                 self._take_back(current)
                 log.warning("%s: %s; retrying in %.1fs", self.topic, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception:
                 # A bug must not kill the worker silently, nor skip messages: log and retry.
+                self._applying = None
                 self._take_back(current)
                 log.exception("%s: handler failed; retrying", self.topic)
                 await asyncio.sleep(backoff)
@@ -224,7 +239,7 @@ class BatchConsumer:
         records = [r for tp in sorted(batches, key=lambda t: t.partition) for r in batches[tp]]
         if not records:
             return None
-        fetched = _Fetched(batches, records)
+        fetched = _Fetched(batches, records, revokes=self._revokes)
         try:
             fetched.prepared = await self._prepare(records)
         except BaseException:
@@ -241,7 +256,8 @@ class BatchConsumer:
         applying = asyncio.create_task(self._apply_until_done(current.prepared))
         upcoming: _Fetched | None = None
         try:
-            upcoming = await self._fetch(0)  # what the fetcher holds already; no waiting
+            if not self._revoking:
+                upcoming = await self._fetch(0)  # what the fetcher holds already; no waiting
         except asyncio.CancelledError:
             applying.cancel()
             await asyncio.gather(applying, return_exceptions=True)
@@ -394,6 +410,8 @@ class _FinishBatchFirst(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         if not revoked:
             return
+        self.owner._revokes += 1
+        self.owner._revoking = True
         try:
             async with asyncio.timeout(REVOKE_WAIT_SECONDS):
                 async with self.owner._turn:
@@ -405,6 +423,8 @@ class _FinishBatchFirst(ConsumerRebalanceListener):
                 self.owner.topic,
                 REVOKE_WAIT_SECONDS,
             )
+        finally:
+            self.owner._revoking = False
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self.owner.positions is not None:
