@@ -461,50 +461,45 @@ async def _rebalance_while_turn_held(
         await b.stop()
 
 
-async def test_a_rebalance_begun_while_a_batch_is_prepared_is_not_held_up(
-    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("staged", [True, False], ids=["staged", "plain"])
+async def test_a_rebalance_begun_while_a_batch_is_in_hand_is_not_held_up(
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    staged: bool,
 ) -> None:
+    """Staged: the batch held in prepare (the main path's getmany, then prepare), where the
+    read-ahead would wait for the rebalance that waits for it; plain: held in the handler."""
     monkeypatch.setattr(consumer_module, "REVOKE_WAIT_SECONDS", 8.0)
     caplog.set_level(logging.INFO, logger="sanctiongate.streams.consumer")
     topic = await new_topic(services, partitions=2)
-    staged = _Staged()
-    staged.hold_prepare.clear()  # the main path's prepare (getmany(20ms) → prepare) is held
-    a = await staged_consumer(services, topic, staged)
+    handler: _Staged | Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
+    if staged:
+        handler = _Staged()
+        handler.hold_prepare.clear()
+        release = handler.hold_prepare.set
+    else:
+        hold = asyncio.Event()
+        release = hold.set
+
+        async def handler(records: Sequence[ConsumerRecord]) -> None:
+            await hold.wait()
+
+    a = BatchConsumer(
+        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=handler,
+        client_id="test",
+    )  # fmt: skip
+    assert a.staged is staged
+    await a.start()
     try:
         await until(lambda: len(a.consumer.assignment()) == 2)
-        waited = await _rebalance_while_turn_held(services, a, staged.hold_prepare.set, topic)
+        waited = await _rebalance_while_turn_held(services, a, release, topic)
     finally:
         await a.stop()
     stalled = [r.getMessage() for r in caplog.records if "still in hand" in r.getMessage()]
     assert waited < 5.0 and not stalled, (
         f"B waited {waited:.1f}s for its partition; A's revoke listener: {stalled}"
     )
-
-
-async def test_a_plain_handler_lets_a_rebalance_in_after_its_batch(
-    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The same with a plain handler held in handle: the turn is released after it."""
-    monkeypatch.setattr(consumer_module, "REVOKE_WAIT_SECONDS", 8.0)
-    caplog.set_level(logging.INFO, logger="sanctiongate.streams.consumer")
-    topic = await new_topic(services, partitions=2)
-    hold = asyncio.Event()
-
-    async def handler(records: Sequence[ConsumerRecord]) -> None:
-        await hold.wait()
-
-    a = BatchConsumer(
-        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=handler,
-        client_id="test",
-    )  # fmt: skip
-    await a.start()
-    try:
-        await until(lambda: len(a.consumer.assignment()) == 2)
-        waited = await _rebalance_while_turn_held(services, a, hold.set, topic)
-    finally:
-        await a.stop()
-    stalled = [r.getMessage() for r in caplog.records if "still in hand" in r.getMessage()]
-    assert waited < 5.0 and not stalled, (waited, stalled)
 
 
 def _staged_with_idle(
