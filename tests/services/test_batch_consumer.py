@@ -340,11 +340,30 @@ class _Staged:
         self.applied.extend(values)
 
 
-async def staged_consumer(services: Services, topic: str, handler: _Staged) -> BatchConsumer:
-    consumer = BatchConsumer(
+def member(
+    services: Services,
+    topic: str,
+    handler: _Staged | Callable[[Sequence[ConsumerRecord]], Awaitable[None]],
+    client_id: str = "test",
+    idle: Callable[[], Awaitable[None]] | None = None,
+) -> BatchConsumer:
+    """A consumer of ``topic`` in the test's group (not started)."""
+    return BatchConsumer(
         bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=handler,
-        client_id="test",
+        client_id=client_id, idle=idle,
     )  # fmt: skip
+
+
+async def _send_a_then_b(services: Services, topic: str) -> None:
+    """Batch a… to partition 0, then (once it is fetched) batch b… to partition 1."""
+    await send_together(services, topic, [b"a1", b"a2"])
+    await asyncio.sleep(1.0)
+    await send_together(services, topic, [b"b1", b"b2"], partition=1)
+    await asyncio.sleep(1.0)
+
+
+async def staged_consumer(services: Services, topic: str, handler: _Staged) -> BatchConsumer:
+    consumer = member(services, topic, handler)
     assert consumer.staged
     await consumer.start()
     return consumer
@@ -392,10 +411,7 @@ async def _read_ahead_then_fail(
     staged.hold_prepare.clear()
     consumer = await staged_consumer(services, topic, staged)
     try:
-        await send_together(services, topic, [b"a1", b"a2"])
-        await asyncio.sleep(1.0)
-        await send_together(services, topic, [b"b1", b"b2"], partition=1)
-        await asyncio.sleep(1.0)
+        await _send_a_then_b(services, topic)
         staged.fail_once = failure
         staged.hold_prepare.set()
         await until(lambda: b"b2" in staged.applied)
@@ -441,10 +457,7 @@ async def _rebalance_while_turn_held(
     waits for its partition."""
     await send_together(services, topic, [b"a1", b"a2"])
     await asyncio.sleep(1.0)  # A's loop holds the batch (and the turn)
-    b = BatchConsumer(
-        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=_Staged(),
-        client_id="test-b",
-    )  # fmt: skip
+    b = member(services, topic, _Staged(), client_id="test-b")
     starting = asyncio.create_task(b.start())  # start() joins the group: it waits for A
     try:
         await until(
@@ -485,10 +498,7 @@ async def test_a_rebalance_begun_while_a_batch_is_in_hand_is_not_held_up(
         async def handler(records: Sequence[ConsumerRecord]) -> None:
             await hold.wait()
 
-    a = BatchConsumer(
-        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=handler,
-        client_id="test",
-    )  # fmt: skip
+    a = member(services, topic, handler)
     assert a.staged is staged
     await a.start()
     try:
@@ -500,23 +510,6 @@ async def test_a_rebalance_begun_while_a_batch_is_in_hand_is_not_held_up(
     assert waited < 5.0 and not stalled, (
         f"B waited {waited:.1f}s for its partition; A's revoke listener: {stalled}"
     )
-
-
-def _staged_with_idle(
-    services: Services, topic: str, handler: _Staged, idle: Callable[[], Awaitable[None]]
-) -> BatchConsumer:
-    return BatchConsumer(
-        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=handler,
-        client_id="test", idle=idle,
-    )  # fmt: skip
-
-
-async def _batch_in_hand(services: Services, topic: str, staged: _Staged) -> None:
-    await send_together(services, topic, [b"a1", b"a2"])
-    await asyncio.sleep(1.0)
-    await send_together(services, topic, [b"b1", b"b2"], partition=1)
-    await asyncio.sleep(1.0)
-    staged.hold_prepare.set()
 
 
 async def test_a_seek_from_the_idle_hook_with_a_batch_in_hand(services: Services) -> None:
@@ -532,10 +525,11 @@ async def test_a_seek_from_the_idle_hook_with_a_batch_in_hand(services: Services
             sought.append([r.value for r in c._in_hand.records])
             raise SeekTo({0: 0})  # partition 0 only: 1 resumes at the batch in hand
 
-    c = box["c"] = _staged_with_idle(services, topic, staged, idle)
+    c = box["c"] = member(services, topic, staged, idle=idle)
     await c.start()
     try:
-        await _batch_in_hand(services, topic, staged)
+        await _send_a_then_b(services, topic)
+        staged.hold_prepare.set()
         await until(lambda: staged.applied.count(b"a1") == 2 and b"b2" in staged.applied)
         await asyncio.sleep(1.0)
     finally:
@@ -557,16 +551,14 @@ async def test_a_rebalance_takes_the_batch_in_hand_back(services: Services) -> N
             reached.set()
             await gate.wait()
 
-    c = box["c"] = _staged_with_idle(services, topic, staged, idle)
+    c = box["c"] = member(services, topic, staged, idle=idle)
     await c.start()
     other = _Staged()
-    b = BatchConsumer(
-        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=other,
-        client_id="test-b",
-    )  # fmt: skip
+    b = member(services, topic, other, client_id="test-b")
     try:
         await until(lambda: len(c.consumer.assignment()) == 2)
-        await _batch_in_hand(services, topic, staged)
+        await _send_a_then_b(services, topic)
+        staged.hold_prepare.set()
         await until(reached.is_set)
         starting = asyncio.create_task(b.start())
         await until(lambda: c._in_hand is None)  # the revoke listener took it back
@@ -591,23 +583,14 @@ async def test_after_a_revoke_that_timed_out_the_old_owner_drops_what_it_read_ah
     staged = _Staged()
     staged.hold_prepare.clear()
     # member ids sort "test-a-…" < "test-b-…": the range assignor leaves A partition 0 only
-    a = BatchConsumer(
-        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=staged,
-        client_id="test-a",
-    )  # fmt: skip
+    a = member(services, topic, staged, client_id="test-a")
     await a.start()
     other = _Staged()
-    b = BatchConsumer(
-        bootstrap=services.kafka, topic=topic, group=f"g-{topic}", handler=other,
-        client_id="test-b",
-    )  # fmt: skip
+    b = member(services, topic, other, client_id="test-b")
     starting = None
     try:
         await until(lambda: len(a.consumer.assignment()) == 2)
-        await send_together(services, topic, [b"a1", b"a2"])
-        await asyncio.sleep(1.0)
-        await send_together(services, topic, [b"b1", b"b2"], partition=1)
-        await asyncio.sleep(1.0)
+        await _send_a_then_b(services, topic)
         staged.hold_apply.clear()  # batch a's apply hangs (Redis stuck), b is read ahead
         staged.hold_prepare.set()
         await until(lambda: len(staged.prepared) == 2)

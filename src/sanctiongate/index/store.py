@@ -321,6 +321,12 @@ class _Batch:
     written: dict[str, Written] = field(default_factory=dict)
     duplicates: tuple[ListChange, ...] = ()  # versions seen twice: stale whatever is stored
 
+    def writes(self, after: StoredEntry) -> Written:
+        """What ``after`` (a planned version) writes: worked out ahead for an upsert
+        (:meth:`PreparedBatch.steps`; ``_plan`` takes its ``after`` from there), here for a
+        remove, whose record depends on what is stored."""
+        return self.written.get(after.entry_id) or Written.of(after)
+
 
 @dataclass(slots=True)
 class Written:
@@ -366,8 +372,10 @@ class PreparedBatch:
             if n % every == 0:
                 yield
 
-
-_ALL_AT_ONCE = 1 << 62
+    def complete(self) -> None:
+        """Whatever ``steps`` has not worked out yet, at once."""
+        for _ in self.steps(len(self.batch.changes) + 1):
+            pass
 
 
 def _names_of(change: ListChange) -> Iterator[str]:
@@ -486,8 +494,7 @@ class SanctionIndex:
         self, gen: str, prepared: PreparedBatch, serving: bool = False
     ) -> ApplyResult:
         """:meth:`apply_changes` of a batch :meth:`prepare` made ready."""
-        for _ in prepared.steps(_ALL_AT_ONCE):  # what the caller's steps left, if any
-            pass
+        prepared.complete()  # what the caller's steps left, if any
         plan = prepared.batch
         result = ApplyResult(stale=list(plan.duplicates))
         if not plan.changes:
@@ -526,7 +533,7 @@ class SanctionIndex:
                 if before is not None and change.version == before.version:
                     replayed.append(before)
                 continue
-            written = batch.written.get(change.entry_id) if change.op == "upsert" else None
+            written = batch.written.get(change.entry_id)  # an upsert's, worked out ahead
             after = written.after if written else StoredEntry.from_change(change, previous)
             plans.append(AppliedChange(change, before, after))
         if replayed:
@@ -559,7 +566,6 @@ class SanctionIndex:
         now = time.time()
         rows: list[list] = []
         records: list[bytes] = []
-        written = batch.written
         for plan in plans:
             after, before = plan.after, plan.before
             entry_id = after.entry_id
@@ -570,10 +576,7 @@ class SanctionIndex:
                 activation = "r"  # only a version that could have been scheduled left a member
             else:
                 activation = ""
-            ahead = written.get(entry_id)
-            # Worked out ahead for every upsert (apply_prepared finishes the steps); a remove's
-            # record depends on what is stored, so it is worked out here.
-            writes = ahead if ahead is not None and ahead.after is after else Written.of(after)
+            writes = batch.writes(after)
             adds, removes = self._ref_args(writes, before)
             code = writes.code
             record = writes.record
@@ -670,14 +673,10 @@ class SanctionIndex:
         pipe = self.redis.pipeline(transaction=False)
         for plan in plans:
             entry_id = plan.after.entry_id
+            writes = batch.writes(plan.after)
             await self._cas(  # queues on the pipeline (redis-py's async Script is a coroutine)
                 keys=[layout.entries(gen, entry_id), layout.counts(gen, entry_id)],
-                args=[
-                    entry_id,
-                    plan.after.version,
-                    encode_record(plan.after),
-                    count_code(plan.after),
-                ],
+                args=[entry_id, plan.after.version, writes.record, writes.code],
                 client=pipe,
             )
         outcomes = await pipe.execute()

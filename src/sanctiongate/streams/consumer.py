@@ -201,8 +201,10 @@ class BatchConsumer:
                             current = await self._fetch(self.timeout_ms)
                     if current is not None:
                         self._applying = current
-                        self._in_hand = await self._handle(current)
-                        self._applying = None
+                        try:
+                            self._in_hand = await self._handle(current)
+                        finally:
+                            self._applying = None
                         self._handed_over(current.batches)
                         self.last_record_time = max(r.timestamp for r in current.records) / 1000
                 current = None  # handled: nothing to take back from here on
@@ -210,20 +212,17 @@ class BatchConsumer:
                     await self.idle()
                 backoff = 0.1
             except SeekTo as seek:
-                self._applying = None
                 self._take_back(current)  # a partition the seek does not name resumes at it
                 self._seek(seek.offsets)
             except asyncio.CancelledError:
                 raise
             except (IndexUnavailable, RedisError, OSError, KafkaError) as exc:
-                self._applying = None
                 self._take_back(current)
                 log.warning("%s: %s; retrying in %.1fs", self.topic, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception:
                 # A bug must not kill the worker silently, nor skip messages: log and retry.
-                self._applying = None
                 self._take_back(current)
                 log.exception("%s: handler failed; retrying", self.topic)
                 await asyncio.sleep(backoff)
