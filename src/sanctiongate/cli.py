@@ -72,8 +72,8 @@ def _api(args: argparse.Namespace) -> int:
 def _topics(_: argparse.Namespace) -> int:
     from .topics import ensure_topics
 
-    created = asyncio.run(ensure_topics(get_settings()))
-    print(f"created: {', '.join(created)}" if created else "all topics exist")
+    changes = asyncio.run(ensure_topics(get_settings()))
+    print(changes.summary() or "all topics exist, as they should be")
     return 0
 
 
@@ -175,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int)
     api.add_argument("--workers", type=int)
     api.set_defaults(func=_api)
-    sub.add_parser("topics", help="create the Kafka topics").set_defaults(func=_topics)
+    sub.add_parser(
+        "topics", help="create the Kafka topics; raise the message limit of older ones"
+    ).set_defaults(func=_topics)
     sub.add_parser("rebuild", help="replay the topics into a fresh index").set_defaults(
         func=_rebuild
     )

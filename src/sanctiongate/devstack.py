@@ -176,9 +176,9 @@ def development_key(settings: Settings) -> Path:
 
 def up(settings: Settings, foreground: bool = False) -> int:
     _settings_stack("start", settings, check=True)
-    created = asyncio.run(ensure_topics(settings))
-    if created:
-        print("topics created:", ", ".join(created))
+    changes = asyncio.run(ensure_topics(settings))
+    if changes.summary():
+        print("topics", changes.summary())
     key_file = development_key(settings)
     _spawn(settings, "worker", ["worker"])
     _spawn(settings, "api", ["api"])

@@ -630,9 +630,9 @@ class Loader:
 
         topic = self.settings.topic_list_changes
         # A broker that auto-creates topics would make ours without compaction: create it first.
-        created = await ensure_topics(self.settings)
-        if created:
-            print(f"created topics: {', '.join(created)}", file=sys.stderr)
+        changes = await ensure_topics(self.settings)
+        if changes.summary():
+            print(f"topics {changes.summary()}", file=sys.stderr)
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             acks="all",
