@@ -31,11 +31,12 @@ import sys
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -601,8 +602,40 @@ async def run(args: argparse.Namespace) -> dict:
             results["memory"] = await bench_memory(settings, args.entries)
     finally:
         Worker.stop_all()
+        if not args.keep_data:
+            await forget(space, settings)
     results["load_at_end"] = load()
     return results
+
+
+async def forget(space: Namespace, settings: Settings) -> None:
+    """Drop the run's index keys and topics: a kept stack (``--keep-stack``) otherwise grows by
+    a few hundred MB of Redis and Kafka a run, and the next run measures beside them."""
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        async for keys in _batched(redis.scan_iter(match=f"{settings.index_prefix}*", count=5000)):
+            await redis.unlink(*keys)
+    finally:
+        await redis.aclose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if space.ns in t]
+        if ours:
+            await admin.delete_topics(ours)
+    finally:
+        await admin.close()
+
+
+async def _batched(keys: AsyncIterator[bytes], size: int = 5000) -> AsyncIterator[list[bytes]]:
+    batch: list[bytes] = []
+    async for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def main() -> int:
@@ -617,6 +650,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="20k / 10k / 100k / 200 samples")
     parser.add_argument("--skip-stream", action="store_true", help="only the memory figure")
     parser.add_argument("--keep-stack", action="store_true", help="leave Kafka + Redis running")
+    parser.add_argument(
+        "--keep-data", action="store_true", help="leave the run's index keys and topics"
+    )
     args = parser.parse_args()
     # aiokafka logs its retries while fresh topics get their leaders: noise for this report.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
