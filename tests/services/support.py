@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import orjson
@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from sanctiongate.domain.models import StoredEntry
+from sanctiongate.domain.models import ListChange, StoredEntry
 from sanctiongate.index import Layout, SanctionIndex
 from sanctiongate.index.layout import ref_field, unpack_refs
 from sanctiongate.index.store import decode_record
@@ -54,6 +54,45 @@ def fresh_id_number() -> str:
     """A valid resident ID number not drawn before in this run (ids.id_number() has 1,000)."""
     birth = date(1950, 1, 1) + timedelta(days=next(_births) % 20_000)
     return id_number(region="110105", birth=birth.strftime("%Y%m%d"))
+
+
+def correction_history(rng: random.Random, entries: int) -> list[ListChange]:
+    """Up to four versions per entry: listings, corrections (new names, people, a future
+    start, a code given or taken away), and removes; every entry shares a name or a person
+    with others."""
+    people = [id_number(birth=f"1980{month:02d}01") for month in range(1, 5)]
+    later = (datetime.now(UTC) + timedelta(days=5)).date().isoformat()
+    changes = []
+    for i in range(entries):
+        code = uscc()
+        for version in range(1, rng.randint(2, 5)):
+            if version == 3 and i % 3 == 0:
+                message = list_change(f"path-{i}", version, op="remove", reason="repaired")
+            else:
+                message = list_change(
+                    f"path-{i}",
+                    version,
+                    # every fifth listing's subject has no code in some versions, and every
+                    # third person none in others: their names go under kind m as well
+                    subject=org(
+                        None if i % 5 == 0 and version % 2 == 0 else code,
+                        f"路径公司{(i + version) % 7}",
+                    ),
+                    related_persons=[
+                        {
+                            "role": "legal_representative",
+                            "name": f"代表{version % 2}",
+                            "id_number": None
+                            if i % 3 == 1 and version > 2
+                            else people[(i + version) % 4],
+                        }
+                    ]
+                    if version % 2
+                    else [],
+                    effective_from=later if (i + version) % 4 == 0 else "2024-01-01",
+                )
+            changes.append(ListChange.model_validate(message))
+    return changes
 
 
 def org(code: str | None, name: str = "北京示例科技有限公司", **extra: object) -> dict:

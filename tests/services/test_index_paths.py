@@ -9,7 +9,6 @@ the one-script read and write is redone the per-slot way.
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
@@ -22,46 +21,7 @@ from tests.conftest import Services
 from tests.ids import id_number, uscc
 
 from .conftest import list_change
-from .support import assert_consistent, org, snapshot
-
-
-def _history(rng: random.Random, entries: int) -> list[ListChange]:
-    """Up to four versions per entry: listings, corrections (new names, people, a future
-    start, a code given or taken away), and removes; every entry shares a name or a person
-    with others."""
-    people = [id_number(birth=f"1980{month:02d}01") for month in range(1, 5)]
-    later = (datetime.now(UTC) + timedelta(days=5)).date().isoformat()
-    changes = []
-    for i in range(entries):
-        code = uscc()
-        for version in range(1, rng.randint(2, 5)):
-            if version == 3 and i % 3 == 0:
-                message = list_change(f"path-{i}", version, op="remove", reason="repaired")
-            else:
-                message = list_change(
-                    f"path-{i}",
-                    version,
-                    # every fifth listing's subject has no code in some versions, and every
-                    # third person none in others: their names go under kind m as well
-                    subject=org(
-                        None if i % 5 == 0 and version % 2 == 0 else code,
-                        f"路径公司{(i + version) % 7}",
-                    ),
-                    related_persons=[
-                        {
-                            "role": "legal_representative",
-                            "name": f"代表{version % 2}",
-                            "id_number": None
-                            if i % 3 == 1 and version > 2
-                            else people[(i + version) % 4],
-                        }
-                    ]
-                    if version % 2
-                    else [],
-                    effective_from=later if (i + version) % 4 == 0 else "2024-01-01",
-                )
-            changes.append(ListChange.model_validate(message))
-    return changes
+from .support import assert_consistent, correction_history, org, snapshot
 
 
 def _indexes(
@@ -81,7 +41,7 @@ async def _activations(index: SanctionIndex, gen: str) -> dict[bytes, float]:
 
 async def test_one_script_and_per_slot_build_the_same_index(services: Services) -> None:
     rng = random.Random(20261123)
-    history = _history(rng, 60)
+    history = correction_history(rng, 60)
     delivered = history + rng.sample(history, len(history) // 2)  # duplicates
     rng.shuffle(delivered)
     redis = Redis.from_url(services.redis_url)
@@ -172,7 +132,7 @@ async def test_how_a_partition_is_cut_into_batches_changes_nothing(services: Ser
     a removed listing's history included: a remove that overtakes its upsert within a batch
     keeps that upsert's listing, as it does when they come one at a time."""
     rng = random.Random(20261124)
-    delivered = _in_order_per_entry(rng, _history(rng, 60))
+    delivered = _in_order_per_entry(rng, correction_history(rng, 60))
     redis = Redis.from_url(services.redis_url)
     batched, single = _indexes(redis, rng, ("batched", False), ("single", False))
     gen = new_generation()

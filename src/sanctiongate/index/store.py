@@ -7,7 +7,7 @@ compare-and-set by version, counters, refs added and removed, activations. redis
 whatever the batch (the keys are built in Lua from bucket numbers). A change whose record
 moved between the two scripts (another worker wrote it) is redone the per-slot way below.
 
-On Redis Cluster a script may touch one slot only, so a batch takes four pipelined round trips
+On Redis Cluster a script may touch one slot only, so a batch takes six pipelined round trips
 (the per-slot path):
 
 1. read the stored records (to drop stale versions early and know the refs they hold);
@@ -16,7 +16,9 @@ On Redis Cluster a script may touch one slot only, so a batch takes four pipelin
    against the record in :func:`sanctiongate.domain.decisions.match_subject`);
 3. compare-and-set each record by version, in a Lua script that also moves the per-bucket
    counters (one slot: atomic);
-4. remove the refs the winners no longer need, and schedule future activations.
+4. remove the refs the winners no longer need, and schedule future activations;
+5. settle: read each entry's record again and add any ref it lacks (racing writers on one
+   entry can remove a ref the final record needs; see :meth:`SanctionIndex._settle`).
 """
 
 from __future__ import annotations
@@ -650,6 +652,19 @@ class SanctionIndex:
         self, gen: str, batch: _Batch, result: ApplyResult, serving: bool = False
     ) -> None:
         changes = batch.changes
+        stored_before = await self._read_stored(gen, changes, serving)
+        plans = await self._plan(gen, batch, stored_before, result)
+        if plans:
+            await self._add_needed_refs(gen, plans)
+            # as_of must never be older than what a check can see: note the event time first.
+            await self.note_newest(max(plan.change.event_time for plan in plans))
+            won = await self._compare_and_set(gen, batch, plans, result)
+            await self._drop_replaced_refs(gen, won)
+        await self._settle(gen, [change.entry_id for change in changes])
+
+    async def _read_stored(
+        self, gen: str, changes: Sequence[ListChange], serving: bool
+    ) -> list[bytes | None]:
         layout = self.layout
         pipe = self.redis.pipeline(transaction=False)
         for change in changes:
@@ -659,17 +674,21 @@ class SanctionIndex:
         stored_before = await pipe.execute()
         if serving:
             _still_serving(stored_before.pop(), gen)
-        plans = await self._plan(gen, batch, stored_before, result)
-        if not plans:
-            return
+        return stored_before
 
+    async def _add_needed_refs(self, gen: str, plans: Sequence[AppliedChange]) -> None:
+        """Before the record: a crash never leaves a record without its refs."""
         pipe = self.redis.pipeline(transaction=False)
         for plan in plans:
             await self._queue_refs(pipe, gen, plan.after, self._add_ref, exclude=plan.before)
         await pipe.execute()
 
-        # as_of must never be older than what a check can see: note the event time first.
-        await self.note_newest(max(plan.change.event_time for plan in plans))
+    async def _compare_and_set(
+        self, gen: str, batch: _Batch, plans: Sequence[AppliedChange], result: ApplyResult
+    ) -> list[AppliedChange]:
+        """Write each record unless a version as new is stored; the winners, each with the
+        record it replaced as ``before``."""
+        layout = self.layout
         pipe = self.redis.pipeline(transaction=False)
         for plan in plans:
             entry_id = plan.after.entry_id
@@ -679,20 +698,47 @@ class SanctionIndex:
                 args=[entry_id, plan.after.version, writes.record, writes.code],
                 client=pipe,
             )
-        outcomes = await pipe.execute()
-
-        pipe = self.redis.pipeline(transaction=False)
-        for plan, (won, replaced_raw) in zip(plans, outcomes, strict=True):
-            if not won:  # another worker applied a newer version meanwhile
+        won: list[AppliedChange] = []
+        for plan, (applied, replaced) in zip(plans, await pipe.execute(), strict=True):
+            if not applied:  # another worker applied a newer version meanwhile
                 result.stale.append(plan.change)
                 continue
-            replaced = decode_record(replaced_raw, entry_id=plan.after.entry_id)
-            plan.before = replaced
-            if replaced is not None:
-                await self._queue_refs(pipe, gen, replaced, self._remove_ref, exclude=plan.after)
-            self._queue_activation(pipe, gen, plan.after, replaced)
+            plan.before = decode_record(replaced, entry_id=plan.after.entry_id)
             result.applied.append(plan)
+            won.append(plan)
+        return won
+
+    async def _drop_replaced_refs(self, gen: str, won: Sequence[AppliedChange]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for plan in won:
+            if plan.before is not None:
+                await self._queue_refs(pipe, gen, plan.before, self._remove_ref, exclude=plan.after)
+            self._queue_activation(pipe, gen, plan.after, plan.before)
         await pipe.execute()
+
+    async def _settle(self, gen: str, entry_ids: Sequence[str]) -> None:
+        """Give each entry's record as stored now every ref it needs.
+
+        Writers racing on one entry can each be right and together wrong: one drops the refs
+        of the record it replaced while another has just written a record that needs them
+        again, or one skips adding a ref that the record it read held and a third writer has
+        dropped since. Every writer settles after its last removal, so the last to settle
+        reads the final record after every removal and restores what it lacks. Adding a ref
+        that is there is a no-op; a writer that died before settling leaves its batch
+        uncommitted, and the replay (stale by then) settles it.
+        """
+        layout = self.layout
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id in entry_ids:
+            pipe.hget(layout.entries(gen, entry_id), entry_id)
+        stored = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id, raw in zip(entry_ids, stored, strict=True):
+            record = decode_record(raw, entry_id)
+            if record is not None:
+                await self._queue_refs(pipe, gen, record, self._add_ref, exclude=None)
+        if len(pipe):
+            await pipe.execute()
 
     async def _queue_refs(
         self, pipe, gen: str, stored: StoredEntry, script, exclude: StoredEntry | None
