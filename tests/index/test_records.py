@@ -19,7 +19,14 @@ from sanctiongate.domain.identifiers import (
     uscc_check_char,
 )
 from sanctiongate.domain.models import ListChange, StoredEntry, Subject
-from sanctiongate.index.layout import REF_SEPARATOR, Layout, pack_ref, ref_field, unpack_refs
+from sanctiongate.index.layout import (
+    REF_SEPARATOR,
+    Layout,
+    pack_ref,
+    ref_field,
+    role_code,
+    unpack_refs,
+)
 from sanctiongate.index.records import (
     _TEXT_JSON,
     KINDS,
@@ -553,3 +560,33 @@ def test_wanted_entry_ids_are_those_of_the_lookups_refs(rows: list) -> None:
         refs += own
         expected.append({entry_id for raw in own for entry_id, _ in unpack_refs(raw)})
     assert wanted_entry_ids(lookups, refs) == expected
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("inm"),
+            st.lists(
+                st.tuples(
+                    st.one_of(st.text(max_size=20), st.sampled_from(["91110105MA0000000X"])),
+                    st.sampled_from(["subject", "legal_representative", "principal", "其他"]),
+                ),
+                max_size=4,
+            ),
+        ),
+        max_size=4,
+    ),
+    st.sampled_from([1, 7, 4096]),
+)
+@example([("i", [("91110105MA0000000X", "subject")]), ("n", [("王伟", "principal")])], 4096)
+def test_flat_refs_are_the_ref_places_and_role_codes_of_each_key(
+    groups: list, buckets: int
+) -> None:
+    """Layout.flat_refs inlines ref_place and role_code: per ref its kind, bucket, field (short
+    keys kept, long ones digested; ASCII or not) and role code, flat, in order."""
+    layout = Layout(buckets=buckets)
+    expected: list[str | int] = []
+    for kind, keys in groups:
+        for key, role in keys:
+            expected += [kind, *layout.ref_place(key), role_code(role)]
+    assert layout.flat_refs(groups) == expected

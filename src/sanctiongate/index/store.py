@@ -44,7 +44,6 @@ from .layout import (
     Layout,
     pack_ref,
     ref_field,
-    role_code,
     unpack_refs,
 )
 from .lease import CLAIM_DUE, CLAIM_LEASE_SECONDS, SETTLE_DUE
@@ -641,12 +640,7 @@ class SanctionIndex:
         names: Iterable[tuple[str, str]],
         codeless: Iterable[tuple[str, str]],
     ) -> list[str | int]:
-        place = self.layout.ref_place
-        flat: list[str | int] = []
-        for kind, keys in (("i", ids), ("n", names), ("m", codeless)):
-            for key, role in keys:
-                flat += (kind, *place(key), role_code(role))
-        return flat
+        return self.layout.flat_refs((("i", ids), ("n", names), ("m", codeless)))
 
     async def _apply_per_slot(
         self, gen: str, batch: _Batch, result: ApplyResult, serving: bool = False
