@@ -14,6 +14,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from .. import metrics
 from ..domain.models import ListChange, RejectionError
+from ..heap import collector_paused
 from ..index import IndexUnavailable
 from ..index.store import ApplyResult, GenerationChanged, PreparedBatch
 from .consumer import SeekTo
@@ -118,6 +119,13 @@ class ListChangeIngest:
         await self.apply(await self.prepare(records))
 
     async def prepare(self, records: Sequence[ConsumerRecord]) -> PreparedChanges:
+        # No collection while a batch is in hand (heap.py): its changes, records and keys live
+        # until it is applied, and a young collection would only walk and promote them. The
+        # stages overlap, so the pause is bounded by heap.LONGEST_PAUSE_SECONDS.
+        with collector_paused():
+            return await self._prepare(records)
+
+    async def _prepare(self, records: Sequence[ConsumerRecord]) -> PreparedChanges:
         changes: list[ListChange] = []
         produced_at: dict[tuple[str, int], float] = {}
         rejected: list[tuple[ConsumerRecord, RejectionError]] = []
@@ -137,6 +145,10 @@ class ListChangeIngest:
         return PreparedChanges(batch, rejected, produced_at, {c.source for c in changes})
 
     async def apply(self, prepared: PreparedChanges) -> None:
+        with collector_paused():
+            await self._apply_prepared(prepared)
+
+    async def _apply_prepared(self, prepared: PreparedChanges) -> None:
         letters = []
         for record, error in prepared.rejected:
             metrics.list_changes_total.labels(op="unknown", result="rejected").inc()
