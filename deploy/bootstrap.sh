@@ -27,9 +27,13 @@ if [[ ! -x $VENV/bin/python ]]; then
 fi
 is_py311 "$VENV/bin/python" || die "bootstrap: .venv is not Python 3.11: remove it and run again"
 
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# The C record encoder (setup.py) wants a compiler and zlib's headers; without them the
+# install goes on and records are encoded in Python (slower), so bring them if missing.
+{ command -v cc >/dev/null && [[ -f /usr/include/zlib.h ]]; } || apt_install gcc libc6-dev zlib1g-dev
+# setup.py builds the C record encoder in place: its source changing means installing again.
+want=$(cat pyproject.toml setup.py src/sanctiongate/index/_recordc.c | sha256sum | cut -d' ' -f1)
 if [[ ! -f $STAMP || $(<"$STAMP") != "$want" ]]; then
-  say "bootstrap: pip install -e '.[test]' (pyproject.toml changed or first run)"
+  say "bootstrap: pip install -e '.[test]' (pyproject.toml, setup.py or the C encoder changed, or first run)"
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -q -e '.[test]'
   printf '%s\n' "$want" >"$STAMP"
 fi

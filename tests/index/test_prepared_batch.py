@@ -4,12 +4,14 @@ its names folded in one pass, is what each change would write on its own."""
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sanctiongate.domain.identifiers import normalise_name
 from sanctiongate.domain.models import ListChange, StoredEntry
-from sanctiongate.index.store import SanctionIndex, Written
+from sanctiongate.index.layout import ROLE_CODES, Layout
+from sanctiongate.index.store import SanctionIndex, Written, _native_refs
 from sanctiongate.streams.rebuild import decode_change
 
 from .test_records import upserts
@@ -80,6 +82,31 @@ def test_what_a_batch_works_out_ahead_is_what_each_change_writes(
     upserted = {e for e, c in latest.items() if c.op == "upsert"}
     assert set(batch.written) == upserted
     for entry_id in upserted:
-        alone = Written.of(StoredEntry.from_change(latest[entry_id], None), normalise_name)
+        alone = Written.of(StoredEntry.from_change(latest[entry_id], None))
         assert _fields(batch.written[entry_id]) == _fields(alone)
     assert list(prepared.steps(every)) == [], "worked out once"
+
+
+def _refs(flat: list) -> list[tuple]:
+    return sorted(tuple(flat[i : i + 4]) for i in range(0, len(flat), 4))
+
+
+@pytest.mark.skipif(_native_refs is None, reason="built without the C encoder (records.py)")
+@settings(max_examples=60, deadline=None)
+@given(batches(), st.sampled_from([1, 7, 4096]))
+def test_a_new_records_refs_from_c_are_the_flat_refs_of_its_keys(
+    changes: list[ListChange], buckets: int
+) -> None:
+    """What the apply adds for a listing where no record was: the C refs are
+    Layout.flat_refs of the Written's keys (each once), with the batch's folds or without."""
+    layout = Layout(buckets=buckets)
+    prepared = SanctionIndex.prepare(changes)
+    prepared.complete()
+    for written in prepared.batch.written.values():
+        expected = layout.flat_refs(
+            (("i", written.ids), ("n", written.names), ("m", written.codeless))
+        )
+        for folds in (written.folds, {}):
+            native = _native_refs(written.after, folds, normalise_name, buckets, ROLE_CODES)
+            assert _refs(native) == _refs(expected)
+            assert len(native) == len(expected)

@@ -118,7 +118,7 @@ class Layout:
             _SHORT_FIELD,
             b2a_base64,
             blake2b,
-            _ROLE_CODES,
+            ROLE_CODES,
         )
         flat: list[str | int] = []
         add = flat.extend
@@ -208,13 +208,13 @@ class Layout:
 # A ref's role as a short code (one per listed party and key, so millions): ``subject`` is
 # empty, the roles of related persons a digit; any other role (a slug: never empty nor a
 # digit) as it is. Part of the index format (.records.RECORD_FORMAT).
-_ROLE_CODES = {
+ROLE_CODES = {
     "subject": "",
     "legal_representative": "1",
     "principal": "2",
     "responsible_person": "3",
 }
-_ROLES_BY_CODE = {code: role for role, code in _ROLE_CODES.items()}
+_ROLES_BY_CODE = {code: role for role, code in ROLE_CODES.items()}
 
 
 # The same key as Layout.bucket_key, in Lua: ``base`` from Layout.bucket_base, ``b`` a bucket
@@ -229,7 +229,7 @@ def _suffixes(buckets: int, kind: str) -> tuple[str, ...]:
 
 
 def role_code(role: str) -> str:
-    return _ROLE_CODES.get(role, role)
+    return ROLE_CODES.get(role, role)
 
 
 def pack_ref(entry_id: str, role: str) -> str:

@@ -24,7 +24,7 @@ On Redis Cluster a script may touch one slot only, so a batch takes six pipeline
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -40,12 +40,18 @@ from ..domain.models import ListChange, Measure, StoredEntry
 from .layout import (
     BUCKET_KEY_LUA,
     REF_SEPARATOR,
+    ROLE_CODES,
     ROLE_SEPARATOR,
     Layout,
     pack_ref,
     ref_field,
     unpack_refs,
 )
+
+try:
+    from ._recordc import new_refs as _native_refs
+except ImportError:  # pragma: no cover - a build without a C compiler (records.py)
+    _native_refs = None
 from .lease import CLAIM_DUE, CLAIM_LEASE_SECONDS, SETTLE_DUE
 from .records import (
     RECORD_FORMAT,
@@ -333,21 +339,42 @@ class _Batch:
 class Written:
     """What one version writes: its record (with its count code) and the keys it is found
     under. An upsert's does not depend on what is stored, so the ingest works it out while
-    Redis applies the batch before (:meth:`SanctionIndex.prepare`)."""
+    Redis applies the batch before (:meth:`SanctionIndex.prepare`). The keys are worked out
+    when asked for: a new listing's refs come from :func:`_native_refs` without them."""
 
     after: StoredEntry
     code: str
     record: bytes
-    ids: set[tuple[str, str]]
-    names: set[tuple[str, str]]
-    codeless: set[tuple[str, str]]
+    folds: dict[str, str]  # names of its batch, folded at once (normalise_names)
+    _keys: tuple[set[tuple[str, str]], ...] | None = None
 
     @classmethod
-    def of(cls, after: StoredEntry, fold: Callable[[str], str] = normalise_name) -> Written:
+    def of(cls, after: StoredEntry, folds: dict[str, str] | None = None) -> Written:
         code = count_code(after)
-        ids, names = after.index_keys(fold)
-        codeless = after.codeless_name_keys(fold)
-        return cls(after, code, encode_record(after, code), ids, names, codeless)
+        return cls(after, code, encode_record(after, code), {} if folds is None else folds)
+
+    def fold(self, name: str) -> str:
+        folded = self.folds.get(name)
+        return normalise_name(name) if folded is None else folded
+
+    def keys(self) -> tuple[set[tuple[str, str]], ...]:
+        """(identifier, role), (folded name, role) and code-less (folded name, role) pairs."""
+        if self._keys is None:
+            ids, names = self.after.index_keys(self.fold)
+            self._keys = (ids, names, self.after.codeless_name_keys(self.fold))
+        return self._keys
+
+    @property
+    def ids(self) -> set[tuple[str, str]]:
+        return self.keys()[0]
+
+    @property
+    def names(self) -> set[tuple[str, str]]:
+        return self.keys()[1]
+
+    @property
+    def codeless(self) -> set[tuple[str, str]]:
+        return self.keys()[2]
 
 
 class PreparedBatch:
@@ -367,9 +394,9 @@ class PreparedBatch:
         upserts = [c for c in self.batch.changes if c.op == "upsert" and c.entry_id not in written]
         # Every name of the batch folded in one pass: an eighth of the cost of one at a time.
         names = [name for change in upserts for name in _names_of(change)]
-        fold = dict(zip(names, normalise_names(names), strict=True)).__getitem__
+        folds = dict(zip(names, normalise_names(names), strict=True))
         for n, change in enumerate(upserts, 1):
-            written[change.entry_id] = Written.of(StoredEntry.from_change(change, None), fold)
+            written[change.entry_id] = Written.of(StoredEntry.from_change(change, None), folds)
             if n % every == 0:
                 yield
 
@@ -624,7 +651,12 @@ class SanctionIndex:
     ) -> tuple[list[str | int], list[str | int]]:
         """The refs ``writes`` needs that ``before`` holds not, and those ``before`` holds that
         ``writes`` no longer needs: flat (kind, bucket, field, role code) lists."""
-        ids, names, codeless = writes.ids, writes.names, writes.codeless
+        if before is None and _native_refs is not None:
+            refs = _native_refs(
+                writes.after, writes.folds, normalise_name, self.layout.buckets, ROLE_CODES
+            )
+            return refs, []
+        ids, names, codeless = writes.keys()
         if before is None:
             return self._flat_refs(ids, names, codeless), []
         old_ids, old_names = before.index_keys()
