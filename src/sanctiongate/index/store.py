@@ -193,8 +193,9 @@ local function ref_of(entry_id, code)  -- layout.pack_ref: the entry_id alone fo
   return entry_id .. rsep .. code
 end
 local function add_ref(key, field, ref)
+  -- most fields of a bulk listing are new: one command for them, not a read and a write
+  if redis.call('HSETNX', key, field, ref) == 1 then return end
   local cur = redis.call('HGET', key, field)
-  if not cur then redis.call('HSET', key, field, ref) return end
   if string.find(sep .. cur .. sep, sep .. ref .. sep, 1, true) then return end
   redis.call('HSET', key, field, cur .. sep .. ref)
 end
