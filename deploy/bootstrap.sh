@@ -30,6 +30,9 @@ is_py311 "$VENV/bin/python" || die "bootstrap: .venv is not Python 3.11: remove 
 # The C record encoder (setup.py) wants a compiler and zlib's headers; without them the
 # install goes on and records are encoded in Python (slower), so bring them if missing.
 { command -v cc >/dev/null && [[ -f /usr/include/zlib.h ]]; } || apt_install gcc libc6-dev zlib1g-dev
+# ... and Python's headers (a pyenv or python.org build has them; Debian's python3.11 not).
+"$VENV/bin/python" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' ||
+  apt_install python3.11-dev
 # setup.py builds the C record encoder in place: its source changing means installing again.
 want=$(cat pyproject.toml setup.py src/sanctiongate/index/_recordc.c | sha256sum | cut -d' ' -f1)
 if [[ ! -f $STAMP || $(<"$STAMP") != "$want" ]]; then

@@ -676,3 +676,33 @@ def test_flat_refs_are_the_ref_places_and_role_codes_of_each_key(
         for key, role in keys:
             expected += [kind, *layout.ref_place(key), role_code(role)]
     assert layout.flat_refs(groups) == expected
+
+
+@needs_native
+def test_the_c_encoder_reads_values_as_python_does() -> None:
+    """Truthiness and sequences as Python reads them (a removed flag of 1, persons in a
+    tuple), and a missing field raises AttributeError: never a value with an error pending."""
+    from types import SimpleNamespace
+
+    from sanctiongate.domain.models import trusted
+    from sanctiongate.index.layout import ROLE_CODES
+    from sanctiongate.index.store import _native_refs
+
+    person = {"role": "legal_representative", "name": "王某", "id_number": "110105198001010011"}
+    stored = _pinned_listing([person]).model_copy(update={"identifier_anomalies": []})
+    odd = trusted(StoredEntry, **{**stored.__dict__, "removed": 1, "reason": "repaired"})
+    assert records._native_body(odd) == records._record_body(odd)
+    entry = stored.entry
+    assert entry is not None
+    as_tuple = stored.model_copy(
+        update={"entry": entry.model_copy(update={"related_persons": tuple(entry.related_persons)})}
+    )
+    assert records._native_body(as_tuple) == records._record_body(stored)
+    assert _native_refs is not None
+    expected = _native_refs(stored, {}, normalise_name, 4096, ROLE_CODES)
+    assert _native_refs(as_tuple, {}, normalise_name, 4096, ROLE_CODES) == expected
+    no_persons = SimpleNamespace(entry=SimpleNamespace(subject=entry.subject))
+    with pytest.raises(AttributeError):
+        _native_refs(no_persons, {}, normalise_name, 4096, ROLE_CODES)
+    with pytest.raises(AttributeError):
+        records._native_body(SimpleNamespace(identifier_anomalies=[], entry=entry))

@@ -478,8 +478,8 @@ class StoredEntry(Model):
             return keys
         subject = entry.subject
         if not (subject.uscc or subject.id_number):
-            keys.add((normalise_name(subject.name), "subject"))
+            keys.add((fold(subject.name), "subject"))
         for person in entry.related_persons:
             if not person.id_number:
-                keys.add((normalise_name(person.name), person.role))
+                keys.add((fold(person.name), person.role))
         return keys

@@ -229,7 +229,7 @@ typedef struct {
 /* records._entry_part (and _persons_part): 0 done, 1 needs extras, -1 error. */
 static int put_entry(PyObject *entry, Entry *out) {
     int result = -1;
-    PyObject *list_type = NULL, *polarity = NULL, *subject = NULL, *persons = NULL,
+    PyObject *list_type = NULL, *polarity = NULL, *subject = NULL, *listed = NULL, *persons = NULL,
              *kind = NULL, *role = NULL, *code = NULL, *name = NULL, *authority = NULL,
              *basis = NULL, *disputed = NULL, *from = NULL, *until = NULL;
     Buf codes = {NULL, 0, 0};
@@ -243,8 +243,10 @@ static int put_entry(PyObject *entry, Entry *out) {
     if (role != Py_None) goto extras;
     GET(polarity, entry, s_polarity);
     GET(kind, subject, s_kind);
-    long polarity_code = code_in(polarity_codes, polarity), kind_code = code_in(kind_codes, kind);
-    if (polarity_code < 0 || kind_code < 0) goto extras;
+    long polarity_code = code_in(polarity_codes, polarity);
+    if (polarity_code < 0) goto extras;
+    long kind_code = code_in(kind_codes, kind);
+    if (kind_code < 0) goto extras;
     int natural = PyUnicode_CompareWithASCIIString(kind, "natural_person") == 0;
     GET(code, subject, natural ? s_id_number : s_uscc);
     int uncoded = pack_code(&codes, code);
@@ -256,12 +258,13 @@ static int put_entry(PyObject *entry, Entry *out) {
         PyList_Append(out->texts, basis) < 0)
         goto done;
 
-    GET(persons, entry, s_related_persons);
-    if (!PyList_Check(persons)) goto extras;
-    Py_ssize_t count = PyList_GET_SIZE(persons);
+    GET(listed, entry, s_related_persons);
+    persons = PySequence_Tuple(listed); /* a snapshot: no borrowed item while Python runs */
+    if (persons == NULL) goto done;
+    Py_ssize_t count = PyTuple_GET_SIZE(persons);
     if (count > MAX_PERSONS) goto extras;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *person = PyList_GET_ITEM(persons, i);
+        PyObject *person = PyTuple_GET_ITEM(persons, i);
         PyObject *number = PyObject_GetAttr(person, s_id_number);
         if (number == NULL) goto done;
         int none = pack_code(&codes, number);
@@ -285,7 +288,9 @@ static int put_entry(PyObject *entry, Entry *out) {
     }
 
     GET(disputed, entry, s_disputed);
-    if (disputed == Py_True) out->state |= DISPUTED;
+    int is_disputed = PyObject_IsTrue(disputed);
+    if (is_disputed < 0) goto done;
+    if (is_disputed) out->state |= DISPUTED;
     GET(from, entry, s_effective_from);
     GET(until, entry, s_effective_until);
     if (!PyDate_Check(from) || (until != Py_None && !PyDate_Check(until))) goto extras;
@@ -308,6 +313,7 @@ done:
     Py_XDECREF(list_type);
     Py_XDECREF(polarity);
     Py_XDECREF(subject);
+    Py_XDECREF(listed);
     Py_XDECREF(persons);
     Py_XDECREF(kind);
     Py_XDECREF(role);
@@ -384,7 +390,9 @@ static PyObject *record_body(PyObject *module, PyObject *stored) {
     GET(reason, stored, s_reason);
     reason_code = code_in(reason_codes, reason);
     if (reason_code < 0) goto python;
-    part.state = (int)(2 * reason_code + (removed == Py_True));
+    int is_removed = PyObject_IsTrue(removed);
+    if (is_removed < 0) goto done;
+    part.state = (int)(2 * reason_code + is_removed);
     if (buf_reserve(&head, 96) < 0) goto done;
     head.size = 2; /* flags and state, known at the end */
     GET(at, stored, s_event_time);
@@ -578,6 +586,7 @@ static int key_seen(const Key *keys, int count, const Key *k) {
  * layout.flat_refs places them): identifiers (i), folded names (n), and the folded names of
  * parties without a code (m), each (key, role) once per kind. */
 static PyObject *new_refs(PyObject *module, PyObject *args) {
+    (void)module;
     PyObject *stored, *folds, *fold_missing, *role_codes;
     long buckets;
     if (!PyArg_ParseTuple(args, "OO!OlO!", &stored, &PyDict_Type, &folds, &fold_missing,
@@ -587,83 +596,111 @@ static PyObject *new_refs(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "buckets must be positive");
         return NULL;
     }
-    PyObject *list = NULL, *entry = NULL, *subject = NULL, *persons = NULL, *owned = NULL;
+    PyObject *list = NULL, *entry = NULL, *subject = NULL, *listed = NULL, *persons = NULL,
+             *owned = NULL;
     Key *keys = NULL;
     int count = 0;
 
     GET(entry, stored, s_entry);
-    list = PyList_New(0);
-    if (list == NULL || entry == Py_None) goto done;
+    if (entry == Py_None) {
+        list = PyList_New(0);
+        goto done;
+    }
     GET(subject, entry, s_subject);
-    GET(persons, entry, s_related_persons);
-    owned = PyList_New(0); /* everything the keys point to, alive until the refs are made */
-    if (owned == NULL) goto fail;
-    if (PyList_Append(owned, subject) < 0) goto fail;
-    Py_ssize_t n_persons = PyList_Check(persons) ? PyList_GET_SIZE(persons) : -1;
-    if (n_persons < 0 || n_persons > MAX_PERSONS) {
-        PyErr_SetString(PyExc_ValueError, "related_persons is a list of at most 255");
-        goto fail;
+    GET(listed, entry, s_related_persons);
+    persons = PySequence_Tuple(listed); /* a snapshot: no borrowed item while Python runs */
+    if (persons == NULL) goto done;
+    Py_ssize_t n_persons = PyTuple_GET_SIZE(persons);
+    if (n_persons > MAX_PERSONS) { /* more than a listing holds: the Python path */
+        list = Py_NewRef(Py_None);
+        goto done;
     }
+    owned = PyList_New(0); /* what the keys point to, alive until the refs are made */
     keys = PyMem_Malloc(sizeof(Key) * MAX_KEYS);
-    if (keys == NULL) {
-        PyErr_NoMemory();
-        goto fail;
+    if (owned == NULL || keys == NULL) {
+        if (keys == NULL) PyErr_NoMemory();
+        goto done;
     }
-    /* parties[0] the subject (role "subject", code uscc or id_number), then each person */
+    /* the subject (role "subject", code its uscc or else its id_number), then each person */
     for (Py_ssize_t p = -1; p < n_persons; p++) {
-        PyObject *party = p < 0 ? subject : PyList_GET_ITEM(persons, p);
-        PyObject *code, *role, *name;
+        PyObject *party = p < 0 ? subject : PyTuple_GET_ITEM(persons, p);
+        PyObject *code, *role, *folded;
         if (p < 0) {
             code = PyObject_GetAttr(party, s_uscc);
-            if (code != NULL && !PyObject_IsTrue(code)) {
+            if (code == NULL) goto done;
+            int truthy = PyObject_IsTrue(code);
+            if (truthy < 0 || PyList_Append(owned, code) < 0) {
                 Py_DECREF(code);
-                code = PyObject_GetAttr(party, s_id_number);
+                goto done;
             }
-            role = Py_NewRef(s_subject_role);
+            Py_DECREF(code);
+            if (!truthy) {
+                code = PyObject_GetAttr(party, s_id_number);
+                if (code == NULL) goto done;
+                int appended = PyList_Append(owned, code);
+                Py_DECREF(code);
+                if (appended < 0) goto done;
+            }
+            if (PyList_Append(owned, s_subject_role) < 0) goto done;
         } else {
             code = PyObject_GetAttr(party, s_id_number);
+            if (code == NULL) goto done;
+            int appended = PyList_Append(owned, code);
+            Py_DECREF(code);
+            if (appended < 0) goto done;
             role = PyObject_GetAttr(party, s_role);
+            if (role == NULL) goto done;
+            appended = PyList_Append(owned, role);
+            Py_DECREF(role);
+            if (appended < 0) goto done;
         }
-        name = PyObject_GetAttr(party, s_name);
-        PyObject *folded = name != NULL ? folded_name(name, folds, fold_missing) : NULL;
-        int stored_ok = code != NULL && role != NULL && name != NULL && folded != NULL &&
-                        PyList_Append(owned, code) == 0 && PyList_Append(owned, role) == 0 &&
-                        PyList_Append(owned, folded) == 0;
-        Py_XDECREF(code);
-        Py_XDECREF(role);
-        Py_XDECREF(name);
-        Py_XDECREF(folded);
-        if (!stored_ok) goto fail;
+        PyObject *name = PyObject_GetAttr(party, s_name);
+        if (name == NULL) goto done;
+        folded = folded_name(name, folds, fold_missing);
+        Py_DECREF(name);
+        if (folded == NULL) goto done;
+        int appended = PyList_Append(owned, folded);
+        Py_DECREF(folded);
+        if (appended < 0) goto done;
         Py_ssize_t at = PyList_GET_SIZE(owned) - 3; /* code, role, folded: alive in owned */
         code = PyList_GET_ITEM(owned, at);
         role = PyList_GET_ITEM(owned, at + 1);
         folded = PyList_GET_ITEM(owned, at + 2);
         int coded = PyObject_IsTrue(code);
-        if (coded < 0) goto fail;
-        Key candidates[3] = {{s_kind_i, code, role}, {s_kind_n, folded, role}, {s_kind_m, folded, role}};
+        if (coded < 0) goto done;
+        Key candidates[3] = {
+            {s_kind_i, code, role}, {s_kind_n, folded, role}, {s_kind_m, folded, role}};
         for (int c = 0; c < 3; c++) {
             if ((c == 0 && !coded) || (c == 2 && coded)) continue;
             int seen = key_seen(keys, count, &candidates[c]);
-            if (seen < 0) goto fail;
+            if (seen < 0) goto done;
             if (!seen) keys[count++] = candidates[c];
         }
     }
     /* i, then n, then m: layout.flat_refs's order of kinds */
+    list = PyList_New(0);
+    if (list == NULL) goto done;
     PyObject *order[3] = {s_kind_i, s_kind_n, s_kind_m};
     for (int o = 0; o < 3; o++)
         for (int i = 0; i < count; i++)
-            if (keys[i].kind == order[o] && put_ref(list, &keys[i], buckets, role_codes) < 0)
-                goto fail;
-    goto done;
-fail:
-    Py_CLEAR(list);
+            if (keys[i].kind == order[o] && put_ref(list, &keys[i], buckets, role_codes) < 0) {
+                Py_CLEAR(list);
+                goto done;
+            }
 done:
     PyMem_Free(keys);
     Py_XDECREF(entry);
     Py_XDECREF(subject);
+    Py_XDECREF(listed);
     Py_XDECREF(persons);
     Py_XDECREF(owned);
     return list;
+}
+
+static PyObject *linked_zlib(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    return PyUnicode_FromString(zlibVersion());
 }
 
 static PyObject *configure(PyObject *module, PyObject *args) {
@@ -686,9 +723,13 @@ static PyObject *configure(PyObject *module, PyObject *args) {
     if (primed_ready) deflateEnd(&primed);
     primed_ready = 0;
     memset(&primed, 0, sizeof primed);
-    if (deflateInit2(&primed, level, Z_DEFLATED, window_bits, mem_level, Z_DEFAULT_STRATEGY) != Z_OK ||
-        deflateSetDictionary(&primed, (const Bytef *)dictionary, (uInt)dictionary_size) != Z_OK) {
+    if (deflateInit2(&primed, level, Z_DEFLATED, window_bits, mem_level, Z_DEFAULT_STRATEGY) != Z_OK) {
         PyErr_SetString(PyExc_ValueError, "zlib refused the compressor's parameters");
+        return NULL;
+    }
+    if (deflateSetDictionary(&primed, (const Bytef *)dictionary, (uInt)dictionary_size) != Z_OK) {
+        deflateEnd(&primed);
+        PyErr_SetString(PyExc_ValueError, "zlib refused the dictionary");
         return NULL;
     }
     primed_ready = 1;
@@ -702,9 +743,11 @@ static PyMethodDef methods[] = {
     {"record_body", record_body, METH_O,
      "record_body(stored) -> bytes | None: records._record_body's bytes, or None where the "
      "record needs what only the Python encoder writes."},
+    {"linked_zlib", linked_zlib, METH_NOARGS,
+     "The version of the zlib this module deflates with (zlibVersion())."},
     {"new_refs", new_refs, METH_VARARGS,
      "new_refs(stored, folds, fold_missing, buckets, role_codes) -> list: layout.flat_refs of "
-     "the keys a record of ``stored`` needs where there was none."},
+     "the keys a record of ``stored`` needs where there was none; None for the Python path."},
     {NULL, NULL, 0, NULL},
 };
 

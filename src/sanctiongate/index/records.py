@@ -351,8 +351,14 @@ def _record_body(stored: StoredEntry) -> bytes:
 try:
     from . import _recordc
 except ImportError:  # pragma: no cover - a build without a C compiler
-    _native_body = None
+    _recordc = None
+# Byte for byte Python's only with the zlib Python's zlib module runs on (a Python that bundles
+# its own zlib may deflate differently: still readable, but not these tests' bytes).
+if _recordc is None or _recordc.linked_zlib() != zlib.ZLIB_RUNTIME_VERSION:
+    _native_body = native_refs = None
 else:
+    # the flat refs of a new record's keys (store.SanctionIndex._ref_args), or None
+    native_refs = _recordc.new_refs
     _recordc.configure(
         _LIST_TYPE_CODE,
         _POLARITY_CODE,

@@ -47,11 +47,6 @@ from .layout import (
     ref_field,
     unpack_refs,
 )
-
-try:
-    from ._recordc import new_refs as _native_refs
-except ImportError:  # pragma: no cover - a build without a C compiler (records.py)
-    _native_refs = None
 from .lease import CLAIM_DUE, CLAIM_LEASE_SECONDS, SETTLE_DUE
 from .records import (
     RECORD_FORMAT,
@@ -66,6 +61,7 @@ from .records import (
     packed_probe,
     split_record,
 )
+from .records import native_refs as _native_refs
 
 _CAS_ENTRY = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -656,7 +652,8 @@ class SanctionIndex:
             refs = _native_refs(
                 writes.after, writes.folds, normalise_name, self.layout.buckets, ROLE_CODES
             )
-            return refs, []
+            if refs is not None:  # None: more parties than a listing holds, Python's to do
+                return refs, []
         ids, names, codeless = writes.keys()
         if before is None:
             return self._flat_refs(ids, names, codeless), []
