@@ -229,7 +229,7 @@ needs_native = pytest.mark.skipif(
 @needs_native
 def test_the_c_encoder_is_built() -> None:
     """setup.py builds it wherever bootstrap runs (a compiler and zlib's headers): without it
-    every record is encoded in Python, correct and a fifth of the ingest's CPU slower."""
+    every record is encoded in Python, correct, and the ingest slower."""
     assert records._native_body is not None
 
 

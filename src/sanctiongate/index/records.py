@@ -346,8 +346,9 @@ def _record_body(stored: StoredEntry) -> bytes:
 
 
 # The body of the usual listing in C (_recordc.c, built by setup.py where a compiler is at
-# hand): the same bytes as _record_body (tests/index/test_records.py), a fifth of the cost;
-# None for a record with extras or text it leaves to Python. Without it, Python does all.
+# hand): the same bytes as _record_body (tests/index/test_records.py) for two thirds of the
+# cost (the rest is mostly zlib's); None for a record with extras or text it leaves to
+# Python. Without it, Python does all.
 try:
     from . import _recordc
 except ImportError:  # pragma: no cover - a build without a C compiler
