@@ -110,25 +110,16 @@ class Layout:
 
     def flat_refs(self, groups: Iterable[tuple[str, Iterable[tuple[str, str]]]]) -> list[str | int]:
         """(kind, bucket, field, role code) of every (key, role) of every (kind, keys) group,
-        flat, as the apply script takes them: :meth:`ref_place` and :func:`role_code` inlined
-        (the ingest places every identifier and name of every change, and the two calls a
-        ref cost a third of its placing)."""
-        buckets, short, b64, digest, roles = (
-            self.buckets,
-            _SHORT_FIELD,
-            b2a_base64,
-            blake2b,
-            ROLE_CODES,
-        )
+        flat, as the apply script takes them (:meth:`ref_place` and :func:`role_code` of each
+        key, each key encoded once). A new record's refs come from the C encoder
+        (``records.native_refs``); this serves replaced records, and builds without it."""
+        buckets, roles = self.buckets, ROLE_CODES
         flat: list[str | int] = []
         add = flat.extend
         for kind, keys in groups:
             for key, role in keys:
                 raw = key.encode()
-                field = key
-                if len(raw) > short:
-                    field = b64(digest(raw, digest_size=6).digest(), newline=False).decode()
-                add((kind, crc32(raw) % buckets, field, roles.get(role, role)))
+                add((kind, crc32(raw) % buckets, _field_of(key, raw), roles.get(role, role)))
         return flat
 
     def record_reads(self, entry_ids: Iterable[str]) -> list[str]:
