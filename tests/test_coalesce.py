@@ -23,12 +23,22 @@ class Doubling:
         return [2 * i for i in items]
 
 
-async def test_callers_arriving_during_a_call_share_the_next_one() -> None:
+async def test_callers_of_one_loop_turn_share_one_call() -> None:
     run = Doubling()
     coalesced = Coalesced(run)
     results = await asyncio.gather(*(coalesced(i) for i in range(50)))
     assert results == [2 * i for i in range(50)]
-    assert run.calls == [[0], list(range(1, 50))]  # the first alone, the rest together
+    assert run.calls == [list(range(50))]  # the first did not go alone
+
+
+async def test_callers_arriving_during_a_call_share_the_next_one() -> None:
+    run = Doubling()
+    coalesced = Coalesced(run)
+    first = [asyncio.ensure_future(coalesced(i)) for i in range(3)]
+    await asyncio.sleep(0.005)  # the first call is in flight
+    later = [asyncio.ensure_future(coalesced(i)) for i in range(3, 10)]
+    assert await asyncio.gather(*first, *later) == [2 * i for i in range(10)]
+    assert run.calls == [[0, 1, 2], list(range(3, 10))]
 
 
 async def test_a_lone_caller_waits_for_nobody() -> None:

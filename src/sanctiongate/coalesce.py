@@ -1,8 +1,13 @@
-"""Concurrent requests of one process share a round trip: the first goes at once, the ones
-that arrive while it is in flight go together in the next.
+"""Concurrent requests of one process share a round trip: the ones made in one turn of the
+event loop go together, and the ones that arrive while that is in flight go together in the
+next.
 
-Under load one call serves many requests; a lone request waits for nothing. Used for the
-index reads of checks (:class:`checks.CoalescedReads`) and the API's ledger writes.
+Under load one call serves many requests; a lone request waits for nothing but the end of the
+loop's turn. The call goes out from a task of its own, started when the first request of a turn
+comes, so it runs after everything already scheduled in that turn: the checks that one socket
+read, or one coalesced index read, woke all ask before it leaves, instead of the first going
+alone and the rest in a second round trip. Used for the index reads of checks
+(:class:`checks.CoalescedReads`) and the API's ledger writes.
 """
 
 from __future__ import annotations
@@ -31,18 +36,11 @@ class Coalesced(Generic[Item, Result]):
         self._drainer: asyncio.Task[None] | None = None
 
     async def __call__(self, item: Item) -> Result:
-        if not self._busy:
-            self._busy = True
-            try:
-                [result] = await self.run([item])
-                return result
-            finally:
-                self._busy = False
-                if self._waiting:
-                    self._busy = True
-                    self._drainer = asyncio.create_task(self._drain())
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
+        if not self._busy:
+            self._busy = True
+            self._drainer = asyncio.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
