@@ -17,6 +17,7 @@ as the logs, so a caller-supplied value shaped like an ID number cannot leak thr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -210,6 +211,42 @@ def check_duration(channel: str) -> Histogram:
 @lru_cache(maxsize=4096)
 def check_count(channel: str, decision: str, matter_category: str) -> Counter:
     return checks_total.labels(channel=channel, decision=decision, matter_category=matter_category)
+
+
+class TurnTally:
+    """Checks' count and duration, written to their series once per turn of the event loop.
+
+    In the API's multiprocess mode every ``inc`` of a series writes to its memory-mapped file
+    under a lock, with a ``getpid`` system call to notice a fork: three of them per check
+    (the counter, the histogram's bucket and its sum) cost 5% of an API process's CPU at
+    peak. The checks answered in one turn (one wave of requests under load; a lone one alone)
+    are tallied here and written when the turn ends, a few for many. A scrape sees a check
+    once the loop has finished the turn that answered it: before any later request of the
+    same process is even read.
+    """
+
+    def __init__(self) -> None:
+        self._durations: dict[str, list[float]] = {}
+        self._counts: Tally[tuple[str, str, str]] = Tally()
+        self._due = False
+
+    def check(self, channel: str, decision: str, matter_category: str, seconds: float) -> None:
+        durations = self._durations.get(channel)
+        if durations is None:
+            durations = self._durations[channel] = []
+        durations.append(seconds)
+        self._counts[channel, decision, matter_category] += 1
+        if not self._due:
+            self._due = True
+            asyncio.get_running_loop().call_soon(self.write)
+
+    def write(self) -> None:
+        durations, counts = self._durations, self._counts
+        self._durations, self._counts, self._due = {}, Tally(), False
+        for channel, amounts in durations.items():
+            observe_all(check_duration(channel), amounts)
+        for labels, count in counts.items():
+            check_count(*labels).inc(count)
 
 
 def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:

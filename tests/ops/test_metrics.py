@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -137,3 +138,26 @@ def _samples(histogram: Histogram) -> dict:
         for s in family.samples
         if not s.name.endswith("_created")
     }
+
+
+async def test_a_turns_checks_reach_their_series_when_the_turn_ends() -> None:
+    def count(decision: str) -> float:
+        return metrics.check_count("http", decision, "turn_tally_test")._value.get()
+
+    def observed() -> float:
+        return _samples(metrics.check_duration("http"))["_count"]
+
+    before = count("block"), count("pass"), observed()
+    tally = metrics.TurnTally()
+    for decision in ("block", "pass", "pass"):
+        tally.check("http", decision, "turn_tally_test", 0.002)
+    assert (count("block"), count("pass"), observed()) == before  # the turn is not over
+    await asyncio.sleep(0)
+    assert (count("block"), count("pass"), observed()) == (
+        before[0] + 1,
+        before[1] + 2,
+        before[2] + 3,
+    )
+    tally.check("http", "pass", "turn_tally_test", 0.002)  # a later turn: written again
+    await asyncio.sleep(0)
+    assert count("pass") == before[1] + 3

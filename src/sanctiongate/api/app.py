@@ -41,7 +41,7 @@ from ..heap import collector_paused, tune_collector
 from ..index import IndexUnavailable, Layout, SanctionIndex
 from ..index.client import LeanRedis
 from ..index.ledger import Ledger
-from ..keys import ApiKey, KeyStore
+from ..keys import ApiKey, KeyStore, TurnKeyStore
 from ..settings import Settings, get_settings
 from ..topics import ORIGIN_HEADER
 from .audit import AuditTrail
@@ -98,7 +98,7 @@ class Services:
         self.idempotency = Idempotency(
             self.redis, self.index.layout, settings.idempotency_ttl_seconds
         )
-        self.keys = KeyStore(settings.keys_file)
+        self.keys = TurnKeyStore(settings.keys_file)
         # Block/review decisions owe feedback and answer a later `approved` event (SPEC §3).
         self.ledger = Ledger(
             self.redis,
@@ -543,6 +543,8 @@ class _RequestIds:
 new_request_id = _RequestIds()
 
 
+_checks_of_the_turn = metrics.TurnTally()
+
+
 def _observe(channel: str, decision: str, category: str, started: float) -> None:
-    metrics.check_duration(channel).observe(time.perf_counter() - started)
-    metrics.check_count(channel, decision, category).inc()
+    _checks_of_the_turn.check(channel, decision, category, time.perf_counter() - started)
