@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sanctiongate.keys import KeyStore
+from sanctiongate.keys import KeyStore, TurnKeyStore
 
 
 def cli(keys_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -128,4 +129,26 @@ def test_a_proven_token_is_forgotten_when_the_key_file_changes(tmp_path: Path) -
     assert serving.authenticate(other_token) is None
     assert serving.authenticate(token) == key
     path.unlink()
+    assert serving.authenticate(token) is None
+
+
+async def test_the_api_store_looks_at_the_file_once_a_turn_and_again_the_next(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keys.json"
+    serving = TurnKeyStore(path)
+    key, token = KeyStore(path).create("海关", ["customs"])
+    assert serving.authenticate(token) == key
+    KeyStore(path).revoke(key.key_id)
+    assert serving.authenticate(token) == key  # the same turn: the file as it was read
+    await asyncio.sleep(0)
+    assert serving.authenticate(token) is None  # the next turn sees the revocation
+
+
+def test_the_api_store_outside_an_event_loop_looks_every_time(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    serving = TurnKeyStore(path)
+    key, token = KeyStore(path).create("海关", ["customs"])
+    assert serving.authenticate(token) == key
+    KeyStore(path).revoke(key.key_id)
     assert serving.authenticate(token) is None
