@@ -162,6 +162,7 @@ class Run:
     p99_ms: float
     errors: int
     cpu_us: float  # server processes' + Redis's CPU time per check: robust to a busy machine
+    redis_us: float  # of which Redis's
 
 
 def _tree_cpu_seconds(roots: list[int]) -> float:
@@ -189,7 +190,7 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, script: Path, connections: int, seconds: int, pids: list[int]) -> Run:
-    cpu_before = _tree_cpu_seconds(pids)
+    cpu_before, redis_before = _tree_cpu_seconds(pids), _tree_cpu_seconds(pids[-1:])
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -197,6 +198,7 @@ def wrk(url: str, script: Path, connections: int, seconds: int, pids: list[int])
         check=True,
     ).stdout
     cpu = _tree_cpu_seconds(pids) - cpu_before
+    redis_cpu = _tree_cpu_seconds(pids[-1:]) - redis_before
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -209,6 +211,7 @@ def wrk(url: str, script: Path, connections: int, seconds: int, pids: list[int])
         p99_ms=_ms(latency["99"]),
         errors=int(errors.group(1)) if errors else 0,
         cpu_us=cpu / max(requests, 1) * 1e6,
+        redis_us=redis_cpu / max(requests, 1) * 1e6,
     )
 
 
@@ -279,7 +282,8 @@ def single_checks(
             spread = ", ".join(f"{run.rps:.0f}" for run in runs[name])
             print(
                 f"  {name:9} c={c:<3} {r.rps:7.0f} checks/s  p50 {r.p50_ms:6.2f} ms  "
-                f"p99 {r.p99_ms:6.2f} ms  CPU {r.cpu_us:4.0f} µs/check  non-2xx {r.errors}  "
+                f"p99 {r.p99_ms:6.2f} ms  CPU {r.cpu_us:4.0f} µs/check "
+                f"(Redis {r.redis_us:3.0f})  non-2xx {r.errors}  "
                 f"(runs: {spread})",
                 flush=True,
             )
