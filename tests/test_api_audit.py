@@ -71,7 +71,7 @@ def test_a_batchs_records_are_built_when_it_is_answered_and_hold_no_response() -
     before = sys.getrefcount(response)
     trail.record_batch(KEY, response)
     assert sys.getrefcount(response) == before
-    [records] = [trail.queue.get_nowait()()]
+    [records] = trail.pending
     expected = batch_audit_records(
         "财政局", "k1", response, datetime.fromisoformat(records[0]["at"])
     )
@@ -89,4 +89,35 @@ def test_a_batch_record_that_cannot_be_built_is_counted_and_never_fails_the_answ
     dropped = audit_dropped_total._value.get()
     trail.record_batch(KEY, _batch_response())
     assert audit_dropped_total._value.get() == dropped + 1
-    assert trail.queue.empty()
+    assert not trail.pending
+
+
+async def test_a_checks_record_is_built_at_the_burst_as_audit_record_builds_it() -> None:
+    from datetime import datetime
+
+    from sanctiongate.api.audit import _records_of
+    from sanctiongate.audit import audit_record
+
+    from .domain.test_decision_wire import CHECKS, decide
+
+    trail = AuditTrail(None, "audit")  # type: ignore[arg-type]
+    decisions = [await decide(subjects) for subjects in CHECKS[:3]]
+    for decision in decisions:
+        trail.record(KEY, decision)
+    trail.record_replay(KEY, decisions[0].model_dump_json(by_alias=True).encode())
+    records = _records_of(trail.pending)
+    assert len(records) == 4 and records[3]["replay"] is True  # in the order queued
+    for decision, record in zip(decisions, records, strict=False):
+        at = datetime.fromisoformat(record["at"])
+        assert record == audit_record("check", "财政局", "k1", decision, at)
+        assert at.utcoffset() is not None and at.timestamp() > 1.7e9
+
+
+def test_a_full_queue_drops_and_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_audit, "QUEUE_LIMIT", 2)
+    trail = AuditTrail(None, "audit")  # type: ignore[arg-type]
+    dropped = audit_dropped_total._value.get()
+    for _ in range(3):
+        trail.record_batch(KEY, _batch_response())
+    assert len(trail.pending) == 2
+    assert audit_dropped_total._value.get() == dropped + 1

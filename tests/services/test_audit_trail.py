@@ -52,7 +52,7 @@ async def test_a_record_too_large_for_the_broker_is_dropped_and_the_rest_still_g
         # Small records, one too large alone, then small ones that share a batch over the limit.
         sizes = [("a", 100), ("huge", 50_000), *((f"s{i}", 3_000) for i in range(10))]
         for one in [record(name, size) for name, size in sizes]:
-            trail._queue(lambda one=one: [one], one["request_id"])
+            trail._queue([one], one["request_id"])
         consumer = AIOKafkaConsumer(
             topic, bootstrap_servers=services.kafka, auto_offset_reset="earliest"
         )

@@ -493,7 +493,7 @@ async def run_check(services: Services, key: ApiKey, body: CheckRequest) -> byte
             key.department, body.request_id, request_print, answer
         )
     _observe("http", decision.decision, body.matter.category, started)
-    services.audit.record(key, "check", decision)
+    services.audit.record(key, decision)
     return answer
 
 
