@@ -123,12 +123,10 @@ async def test_scripted_reads_refuse_a_switched_wiped_or_rebuilding_index(built:
         await other.redis.delete(other.layout.meta)
 
 
-@pytest.mark.parametrize("path", ["scripted", "per_slot"])
-async def test_a_wipe_between_the_two_reads_is_never_answered(
-    services: Services, path: str
-) -> None:
-    """Refs read, then the index wiped before the records are read: 503, never an empty hit list
-    (which would answer pass for a listed subject)."""
+async def test_a_wipe_between_the_two_reads_is_never_answered(services: Services) -> None:
+    """Per slot (Cluster): refs read, then the index wiped before the records are read: 503,
+    never an empty hit list (which would answer pass for a listed subject). On a single Redis
+    one script reads both (below)."""
     redis = Redis.from_url(services.redis_url)
     index = SanctionIndex(redis, Layout(prefix=f"wipe{uuid.uuid4().hex[:8]}"), per_slot=True)
     gen = new_generation()
@@ -143,7 +141,7 @@ async def test_a_wipe_between_the_two_reads_is_never_answered(
 
     lookup = [(code, normalise_name("擦除公司"))]
     try:
-        reader = scripted(index) if path == "scripted" else per_slot(index)
+        reader = per_slot(index)
         first_read = reader._read_fields
 
         async def read_then_wipe(gen, reads):  # type: ignore[no-untyped-def]
@@ -159,3 +157,76 @@ async def test_a_wipe_between_the_two_reads_is_never_answered(
     finally:
         await wipe()
         await redis.aclose()
+
+
+async def test_a_wipe_between_the_scripts_of_a_big_read_is_never_answered(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single Redis reads refs and records in one script per 2,000 keys: a wipe between two
+    of them (a big batch) is seen in the meta read after the last one."""
+    redis = Redis.from_url(services.redis_url)
+    index = SanctionIndex(redis, Layout(prefix=f"wipe{uuid.uuid4().hex[:8]}"), per_slot=False)
+    gen = new_generation()
+    await index.mark_rebuilding(gen)
+    codes = [uscc() for _ in range(3)]
+    await index.apply_changes(
+        gen, [upsert(f"w-{i}", code, f"擦除公司{i}", None) for i, code in enumerate(codes)]
+    )
+    await index.switch_generation(gen, {})
+    script = index._read_candidates
+    chunks = 0
+
+    async def wipe_before_the_second(**kwargs):  # type: ignore[no-untyped-def]
+        nonlocal chunks
+        chunks += 1
+        if chunks == 2:  # queued in the same pipeline, between the two scripts
+            kwargs["client"].unlink(index.layout.meta)
+        return await script(**kwargs)
+
+    def pipeline(**kwargs):  # type: ignore[no-untyped-def]
+        pipe = real_pipeline(**kwargs)
+        execute = pipe.execute
+
+        async def without_the_wipes_reply():  # type: ignore[no-untyped-def]
+            replies = await execute()
+            del replies[1]  # the UNLINK's, queued after the first script
+            return replies
+
+        pipe.execute = without_the_wipes_reply
+        return pipe
+
+    real_pipeline = redis.pipeline
+    monkeypatch.setattr(index, "_read_candidates", wipe_before_the_second)
+    monkeypatch.setattr(redis, "pipeline", pipeline)
+    lookup = [(codes[i % 3], normalise_name(f"擦除公司{i % 3}")) for i in range(2_500)]
+    try:
+        with pytest.raises(IndexUnavailable):
+            await index.candidates(gen, lookup)
+        assert chunks == 3
+    finally:
+        async for key in redis.scan_iter(match=f"{index.layout.prefix}:*"):
+            await redis.unlink(key)
+        await redis.aclose()
+
+
+@pytest.mark.parametrize("entry_id", ["r-1", "e", "", "公司-记录-7", "x" * 300, "a\x00b"])
+async def test_the_read_script_finds_a_record_in_layout_buckets(
+    built: Built, entry_id: str
+) -> None:
+    """The script's CRC-32 in Lua picks the bucket Layout.bucket picks, for any entry id."""
+    for buckets in (4096, 1000, 7):
+        layout = Layout(prefix=f"crc{uuid.uuid4().hex[:6]}", buckets=buckets)
+        index = SanctionIndex(built.index.redis, layout, per_slot=False)
+        await built.index.redis.hset(layout.meta, mapping={"gen": "g1", "state": "ready"})
+        refs_key = layout.bucket_base("g1") + layout.bucket_suffix(3, "n")
+        record_key = layout.entries("g1", entry_id)
+        try:
+            await built.index.redis.hset(refs_key, "f", f"{entry_id}\x1f1")
+            await built.index.redis.hset(record_key, entry_id, b"the record")
+            _, refs, records = await index._read_refs_and_records(
+                "g1", [layout.bucket_suffix(3, "n"), "f"]
+            )
+            assert refs == [f"{entry_id}\x1f1".encode()]
+            assert records == {entry_id: b"the record"}
+        finally:
+            await built.index.redis.delete(layout.meta, refs_key, record_key)

@@ -161,20 +161,27 @@ async def test_how_a_partition_is_cut_into_batches_changes_nothing(services: Ser
 
 
 async def _records_read(index: SanctionIndex, gen: str, lookups: list) -> list[str]:
-    """The entry ids whose records ``candidates`` reads for ``lookups``."""
+    """The entry ids whose records ``candidates`` reads for ``lookups`` (per slot: in a read of
+    their own; on a single Redis: in the script that read the refs)."""
     read: list[str] = []
-    reader = index._read_fields
+    reader, script_reader = index._read_fields, index._read_refs_and_records
 
     async def recording(gen: str, reads: list, meta: bool = True):  # type: ignore[no-untyped-def]
         suffixes, fields = reads[::2], reads[1::2]
         read.extend(f for suffix, f in zip(suffixes, fields, strict=True) if suffix.endswith(":e"))
         return await reader(gen, reads, meta)
 
+    async def script_recording(gen: str, reads: list):  # type: ignore[no-untyped-def]
+        raw_meta, refs, records = await script_reader(gen, reads)
+        read.extend(records)
+        return raw_meta, refs, records
+
     index._read_fields = recording  # type: ignore[method-assign]
+    index._read_refs_and_records = script_recording  # type: ignore[method-assign]
     try:
         await index.candidates(gen, lookups)
     finally:
-        del index._read_fields
+        del index._read_fields, index._read_refs_and_records
     return read
 
 

@@ -88,3 +88,29 @@ async def test_a_pipeline_with_other_commands_still_asks_first(
     assert len(script_checks) == 2
     assert await client.get(key) == b"2"  # each INCR ran exactly once
     await client.delete(key)
+
+
+async def test_run_script_answers_as_the_script_and_survives_a_script_flush(
+    client: LeanRedis,
+) -> None:
+    from redis.exceptions import ResponseError
+
+    from sanctiongate.index.client import run_script
+
+    key = f"sg-test-{uuid.uuid4().hex}"
+    script = client.register_script(
+        "redis.call('INCR', KEYS[1]) return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1}"
+    )
+    await client.script_flush()  # never loaded: the first call meets NOSCRIPT
+    expected = [key.encode(), "中文".encode(), 42]
+    assert await run_script(client, script, [key], ["中文", 41]) == expected
+    assert await client.get(key) == b"1"  # NOSCRIPT ran nothing: once, not twice
+    assert await script(keys=[key], args=["中文", 41]) == expected  # redis-py's own call too
+    await client.script_flush()
+    assert await run_script(client, script, [key], ["中文", 41]) == expected
+    assert await client.get(key) == b"3"
+    failing = client.register_script("return redis.error_reply('refused')")
+    with pytest.raises(ResponseError, match="refused"):
+        await run_script(client, failing, [], [])
+    assert await run_script(client, script, [key], ["x", 0]) == [key.encode(), b"x", 1]
+    await client.delete(key)

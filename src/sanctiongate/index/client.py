@@ -11,6 +11,12 @@ client removed.
   (it is what ``wait_for`` itself became in Python 3.12), and only when there is something to
   wait for: a write the socket took whole (a check's few hundred bytes) cannot time out, and
   arming and cancelling a timer for it cost 3% of a check's CPU.
+- A script call (``EVALSHA``) through ``Redis.execute_command`` or a pipeline passes through
+  redis-py's per-command machinery (command stack, response callbacks, operation-duration
+  and error hooks) at about twice the CPU of the round trip itself. The check's hot paths
+  (its index read, the ledger write) call :func:`run_script`: the packed command on a pooled
+  connection, under the connection's own retry policy, with NOSCRIPT answered as redis-py's
+  ``Script`` answers it (load, send again).
 - A pipeline that calls scripts first asks ``SCRIPT EXISTS`` for them, a round trip of its own
   before every read of the index. Here a script is asked about once per client; should Redis
   have lost it since (a restart, ``SCRIPT FLUSH``), the pipeline gets NOSCRIPT, the scripts are
@@ -22,13 +28,15 @@ client removed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError, DataError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -92,6 +100,39 @@ class LeanRedis(Redis):
             pool.connection_class = type(f"Lean{base.__name__}", (LeanCommands, base), {})
         self.loaded_scripts: set[str] = set()  # SHAs that Redis was seen to hold
 
+    async def run_script(
+        self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
+    ) -> Any:
+        """``await script(keys=keys, args=args)``, leaner (module docstring)."""
+        pool = self.connection_pool
+        conn = await pool.get_connection()
+        try:
+            return await conn.retry.call_with_retry(
+                lambda: self._script_on(conn, script, keys, args), lambda _: conn.disconnect()
+            )
+        finally:
+            await pool.release(conn)
+
+    async def _script_on(
+        self,
+        conn: AbstractConnection,
+        script: AsyncScript,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+    ) -> Any:
+        for attempt in (1, 2):
+            await conn.send_packed_command(
+                conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            )
+            try:
+                return await conn.read_response()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                # As redis-py's Script: Redis lost it (a restart, SCRIPT FLUSH); none of it ran.
+                script.sha = await self.script_load(script.script)
+        raise AssertionError("unreachable")
+
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         pipe = LeanPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipe.loaded_scripts = self.loaded_scripts
@@ -122,3 +163,13 @@ class LeanPipeline(Pipeline):
     def _only_scripts(stack: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> bool:
         """Nothing but script calls: a NOSCRIPT reply means none of them ran."""
         return all(args[0] == "EVALSHA" for args, _ in stack)
+
+
+async def run_script(
+    redis: Redis | RedisCluster, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
+) -> Any:
+    """``await script(keys=keys, args=args)``: on a :class:`LeanRedis` without redis-py's
+    per-command machinery (module docstring), on any other client as redis-py does it."""
+    if isinstance(redis, LeanRedis):
+        return await redis.run_script(script, keys, args)
+    return await script(keys=keys, args=args)

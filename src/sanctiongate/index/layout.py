@@ -210,6 +210,19 @@ _ROLES_BY_CODE = {code: role for role, code in ROLE_CODES.items()}
 
 # The same key as Layout.bucket_key, in Lua: ``base`` from Layout.bucket_base, ``b`` a bucket
 # number (a whole number: Lua prints it without a decimal point), ``kind`` e, c, i or n.
+def crc32_table() -> list[int]:
+    """The table of the byte-at-a-time CRC-32 that ``zlib.crc32`` computes (reflected,
+    polynomial 0xEDB88320): the read script works out a record's :meth:`Layout.bucket` in Lua
+    with it."""
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xEDB88320 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
 BUCKET_KEY_LUA = "local function bucket_key(b, kind) return base .. b .. '}:' .. kind end"
 
 

@@ -20,6 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from ..domain.models import Decision, MaskedSubject
 from ..domain.monitoring import Approval
+from .client import run_script
 from .layout import ROLE_SEPARATOR, Layout
 from .lease import CLAIM_DUE, CLAIM_LEASE_SECONDS, SETTLE_DUE
 
@@ -161,7 +162,9 @@ class Ledger:
         for position, decision in enumerate(decisions, start=1):
             if decision.decision != "pass":
                 args.extend((position, *self._feedback_due(decision)))
-        return await self._keep_first_decisions(keys=[*feedback_keys, *keys], args=args)
+        return await run_script(
+            self.redis, self._keep_first_decisions, [*feedback_keys, *keys], args
+        )
 
     async def _keep_first_per_slot(
         self, decisions: Sequence[Decision], keys: list[str], bodies: Sequence[bytes]

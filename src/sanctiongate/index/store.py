@@ -37,12 +37,14 @@ from ..domain.catalogue import Catalogue
 from ..domain.decisions import CHINA_STANDARD_TIME, today_in_china
 from ..domain.identifiers import normalise_name, normalise_names
 from ..domain.models import ListChange, Measure, StoredEntry
+from .client import run_script
 from .layout import (
     BUCKET_KEY_LUA,
     REF_SEPARATOR,
     ROLE_CODES,
     ROLE_SEPARATOR,
     Layout,
+    crc32_table,
     pack_ref,
     ref_field,
     unpack_refs,
@@ -132,6 +134,57 @@ for i = 1, #wanted, 2 do
 end
 return found
 """
+
+# Standalone Redis only: a check's whole read in one script, _READ_JOINED's refs and then the
+# records they name. ARGV[1], ARGV[2] and KEYS[1] as _READ_JOINED's, ARGV[3] the bucket count.
+# Returns the meta's flat list (when KEYS[1]), one ref per read (false where absent), then for
+# each distinct entry id the refs name, in the order first named: the id and its record (false
+# where absent). The record's bucket is Layout.bucket (CRC-32 of the id's UTF-8 bytes, modulo
+# the bucket count), here with a table-driven CRC-32 on Lua's bit library (tested against
+# zlib's). One round trip instead of two for a check that finds something, and atomic: the
+# refs and the records come from one state of the index, under the meta read with them.
+_READ_CANDIDATES = (
+    """
+local base = ARGV[1]
+local wanted = cjson.decode(ARGV[2])
+local buckets = tonumber(ARGV[3])
+local found = {}
+if KEYS[1] then found[1] = redis.call('HGETALL', KEYS[1]) end
+local n = #found
+local ids, seen = {}, {}
+for i = 1, #wanted, 2 do
+  local refs = redis.call('HGET', base .. wanted[i], wanted[i + 1])
+  n = n + 1
+  found[n] = refs
+  if refs then
+    for ref in string.gmatch(refs, '[^\\30]+') do
+      local id = string.match(ref, '^[^\\31]*')
+      if not seen[id] then
+        seen[id] = true
+        ids[#ids + 1] = id
+      end
+    end
+  end
+end
+if #ids > 0 then
+  local crc_table = {CRC_TABLE}
+  local bxor, band, rshift, byte = bit.bxor, bit.band, bit.rshift, string.byte
+  for _, id in ipairs(ids) do
+    local crc = -1
+    for j = 1, #id do
+      crc = bxor(rshift(crc, 8), crc_table[band(bxor(crc, byte(id, j)), 255) + 1])
+    end
+    crc = bxor(crc, -1)
+    if crc < 0 then crc = crc + 4294967296 end
+    n = n + 1
+    found[n] = id
+    n = n + 1
+    found[n] = redis.call('HGET', base .. (crc % buckets) .. '}:e', id)
+  end
+end
+return found
+"""
+).replace("CRC_TABLE", ", ".join(str(crc) for crc in crc32_table()))
 
 # Standalone Redis only: the counter buckets summed inside Redis, as a flat field/total list
 # (one command, not one HGETALL per bucket: /metrics and the monitor ask for this often).
@@ -451,6 +504,7 @@ class SanctionIndex:
         self._remove_ref = redis.register_script(_REMOVE_REF)
         self._apply_batch = redis.register_script(_APPLY_BATCH)
         self._read_joined = redis.register_script(_READ_JOINED)
+        self._read_candidates = redis.register_script(_READ_CANDIDATES)
         self._sum_counts = redis.register_script(_SUM_COUNTS)
         self._note_newest = redis.register_script(_NOTE_NEWEST)
         self._claim_due = redis.register_script(CLAIM_DUE)
@@ -827,20 +881,70 @@ class SanctionIndex:
         that could match it (with an identifier: those listing a party with that code or one
         without a code; see :func:`_could_match`).
 
-        Two reads for any number of subjects (on a single Redis, scripts of 2,000 keys each),
-        each with the meta: a read that straddles a generation switch or a wipe is refused,
-        never answered (refs without their records would make a listed subject pass).
+        On a single Redis one round trip for any number of subjects: scripts of 2,000 keys
+        each that read the refs and then the records they name (:data:`_READ_CANDIDATES`).
+        Per slot (Cluster), two: the refs, then the records. Either way the meta is read with
+        them, so a read that straddles a generation switch or a wipe is refused, never
+        answered (refs without their records would make a listed subject pass).
         """
         # With an identifier, by name it can match only a party without a code: kind m.
-        raw_meta, refs = await self._read_fields(gen, self.layout.lookup_reads(lookups))
+        reads = self.layout.lookup_reads(lookups)
+        if self.per_slot:
+            raw_meta, refs = await self._read_fields(gen, reads)
+            records: dict[str, bytes | None] = {}
+        else:
+            raw_meta, refs, records = await self._read_refs_and_records(gen, reads)
         meta = self._serving(raw_meta, gen)
         wanted = wanted_entry_ids(lookups, refs)
-        if not self.per_slot and not any(wanted):  # one script read the refs and the meta
+        if not any(wanted):
             return meta, [[] for _ in wanted]
         entry_ids = sorted(set().union(*wanted))
-        raw_meta, raws = await self._read_fields(gen, self.layout.record_reads(entry_ids))
-        self._serving(raw_meta, gen)
+        unread = [entry_id for entry_id in entry_ids if entry_id not in records]
+        if unread:  # per slot, always; on a single Redis, never (the script read them all)
+            raw_meta, raws = await self._read_fields(gen, self.layout.record_reads(unread))
+            self._serving(raw_meta, gen)
+            records.update(zip(unread, raws, strict=True))
+        raws = [records[entry_id] for entry_id in entry_ids]
         return meta, _could_match(lookups, wanted, entry_ids, raws)
+
+    async def _read_refs_and_records(
+        self, gen: str, reads: list[str]
+    ) -> tuple[dict[bytes, bytes], list[bytes | None], dict[str, bytes | None]]:
+        """Single Redis: the meta, the refs of ``reads`` (flat, as :meth:`_read_fields` takes
+        them) and every record they name, by entry id, with :data:`_READ_CANDIDATES`. A read
+        of more than one script (a big batch) is not atomic as a whole: the meta is read again
+        after the last one, so a generation switch or a wipe in between is refused too."""
+        layout = self.layout
+        base, buckets = layout.bucket_base(gen), layout.buckets
+        chunk = 2 * _SCRIPT_CHUNK
+        starts = range(0, max(len(reads), 1), chunk)
+        after = None
+        if len(starts) == 1:  # every check, and batches of up to 1,000 subjects or so
+            args = [base, orjson.dumps(reads), buckets]
+            replies = [await run_script(self.redis, self._read_candidates, [layout.meta], args)]
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for start in starts:
+                await self._read_candidates(
+                    keys=[layout.meta] if start == 0 else [],
+                    args=[base, orjson.dumps(reads[start : start + chunk]), buckets],
+                    client=pipe,
+                )
+            pipe.hgetall(layout.meta)
+            replies = await pipe.execute()
+            after = replies.pop()
+        refs: list[bytes | None] = []
+        records: dict[str, bytes | None] = {}
+        flat_meta = replies[0].pop(0)
+        for start, reply in zip(starts, replies, strict=True):
+            size = len(reads[start : start + chunk]) // 2
+            refs.extend(reply[:size])
+            named = reply[size:]
+            records.update(zip((i.decode() for i in named[::2]), named[1::2], strict=True))
+        raw_meta = dict(zip(flat_meta[::2], flat_meta[1::2], strict=True))
+        if after is not None:
+            self._serving(after, gen)
+        return raw_meta, refs, records
 
     def _serving(self, raw_meta: dict[bytes, bytes], gen: str) -> IndexMeta:
         meta = _meta_from(raw_meta)
