@@ -116,6 +116,7 @@ class Stub:
         self.gate = asyncio.Event()
         self.gate.set()
         self.finished = 0
+        self.waves: list[int] = []  # the size of each answer_many call
 
     async def answer(self, path: str, authorization: bytes | None, raw: bytes) -> bytes | Any:
         self.answered.append((path, authorization, raw))
@@ -127,6 +128,11 @@ class Stub:
             return error_response(401, ErrorDetail(code="unauthorized", message="no"), None,
                                   {"WWW-Authenticate": "Bearer"})  # fmt: skip
         return b"fast:" + raw + b"." * self.answer_bytes
+
+    async def answer_many(self, requests: list[tuple[bytes | None, bytes]]) -> list[bytes | Any]:
+        """The single checks of one turn (a wave): each as ``answer`` would."""
+        self.waves.append(len(requests))
+        return list(await asyncio.gather(*(self.answer("/v1/checks", *r) for r in requests)))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         body = b""
@@ -357,3 +363,20 @@ async def test_a_bug_below_the_protocol_answers_503_not_a_hang(stub: Stub) -> No
         client.close()
         logging.getLogger("uvicorn.error").removeHandler(kept)
     assert [line.splitlines()[0] for line in kept.lines] == ["check failed outside FastChecks"]
+
+
+async def test_checks_read_in_one_turn_are_answered_as_one_wave(stub: Stub) -> None:
+    async with serving(stub, lifespan="off") as server:
+        clients = [await Connection.open(server) for _ in range(6)]
+        for n, client in enumerate(clients):  # all sent before the server's loop polls
+            client.writer.write(post("/v1/checks", b"%d" % n, token=f"t{n}"))
+        replies = [await client.reply() for client in clients]
+        assert [r.body for r in replies] == [b"fast:%d" % n for n in range(6)]
+        assert stub.waves == [6]
+        assert sorted(stub.answered) == [
+            ("/v1/checks", b"Bearer t%d" % n, b"%d" % n) for n in range(6)
+        ]
+        await clients[0].send(post("/v1/checks/batch", b"7"))  # a batch goes alone, as before
+        assert (await clients[0].reply()).body == b"fast:7" and stub.waves == [6]
+        for client in clients:
+            client.close()

@@ -222,14 +222,17 @@ class Checker:
         return meta, outcomes
 
     async def decide_many(
-        self, requests: Sequence[Requested], now: datetime
+        self, requests: Sequence[Requested], now: datetime, coalesce: bool = False
     ) -> list[Decision | IdentifierNotListed]:
-        """The Decision of each request (a stream's approval events) with one index lookup; a
-        request whose identifier fails its check character (and is not listed as such) gets
-        :class:`IdentifierNotListed` in its place."""
+        """The Decision of each request (a stream's approval events, the API's checks of one
+        turn) with one index lookup; a request whose identifier fails its check character (and
+        is not listed as such) gets :class:`IdentifierNotListed` in its place. ``coalesce``:
+        share the round trip with concurrent lookups (:meth:`lookup`)."""
         if not requests:
             return []
-        meta, assessed = await self.assess_many([(r.subjects, r.matter) for r in requests], now)
+        meta, assessed = await self.assess_many(
+            [(r.subjects, r.matter) for r in requests], now, coalesce
+        )
         snapshot = as_of(meta, now)
         return [
             outcome

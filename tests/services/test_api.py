@@ -759,17 +759,22 @@ class TwoWays:
     def __init__(self, server, token: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
         self.server, self.token = server, token
         self.fast = self.framework = 0
-        answer, call = FastChecks.answer, FastChecks.__call__
+        answer, answer_many, call = FastChecks.answer, FastChecks.answer_many, FastChecks.__call__
 
         async def counted_answer(checks: FastChecks, *args):  # type: ignore[no-untyped-def]
             self.fast += 1
             return await answer(checks, *args)
+
+        async def counted_wave(checks: FastChecks, requests):  # type: ignore[no-untyped-def]
+            self.fast += len(requests)
+            return await answer_many(checks, requests)
 
         async def counted_call(checks: FastChecks, *args):  # type: ignore[no-untyped-def]
             self.framework += 1
             return await call(checks, *args)
 
         monkeypatch.setattr(FastChecks, "answer", counted_answer)
+        monkeypatch.setattr(FastChecks, "answer_many", counted_wave)
         monkeypatch.setattr(FastChecks, "__call__", counted_call)
 
     async def send(self, path: str, body: bytes, **options: object) -> Reply:
@@ -895,3 +900,52 @@ async def test_a_blind_index_is_503_the_same_both_ways(
             same_error(mine, theirs, 503)
             assert mine.headers[b"retry-after"] == b"1"
             assert orjson.loads(mine.body)["error"]["code"] == "index_not_built"
+
+
+async def test_checks_answered_together_answer_as_each_alone(
+    in_process, stack: Stack, listed: Listed, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The protocol answers the checks read in one turn together (FastChecks.answer_many): each
+    gets what it gets alone, whatever else is in its wave, errors included."""
+    waves: list[int] = []
+    answer_many = FastChecks.answer_many
+
+    async def counted(checks: FastChecks, requests):  # type: ignore[no-untyped-def]
+        waves.append(len(requests))
+        return await answer_many(checks, requests)
+
+    monkeypatch.setattr(FastChecks, "answer_many", counted)
+    _, narrow = scoped_token(stack, "窄范围部门", ["bidding"])
+    requests: list[tuple[bytes, str | None]] = [
+        (orjson.dumps(check_body(org(listed.code))), stack.token),  # block
+        (orjson.dumps(check_body(org(uscc()))), stack.token),  # pass
+        (orjson.dumps(check_body(person(listed.rep))), stack.token),  # by the related person
+        (orjson.dumps(check_body(org(with_bad_check(uscc())))), stack.token),  # 422
+        (orjson.dumps(check_body(org(listed.code))), narrow),  # 403: out of the key's scope
+        (orjson.dumps(check_body(org(listed.code))), None),  # 401
+        (b"{not json", stack.token),  # 400
+        (orjson.dumps(check_body(org(uscc()), request_id=f"w-{uuid.uuid4().hex}")), stack.token),
+        (orjson.dumps(check_body(org(listed.code), org(uscc()))), stack.token),
+    ]
+    alone = []
+    for body, token in requests:
+        client = await Connection.open(in_process)
+        await client.send(post("/v1/checks", body, token=token))
+        alone.append(await client.reply())
+        client.close()
+    waves.clear()
+    clients = [await Connection.open(in_process) for _ in requests]
+    for client, (body, token) in zip(clients, requests, strict=True):
+        client.writer.write(post("/v1/checks", body, token=token))  # all before the server reads
+    together = [await client.reply() for client in clients]
+    for client in clients:
+        client.close()
+    assert max(waves) > 1, waves  # some were answered together
+    for mine, theirs in zip(together, alone, strict=True):
+        if theirs.status == 200:
+            same_decision(mine, theirs)
+        else:
+            same_error(mine, theirs, theirs.status)
+    assert [r.status for r in together] == [200, 200, 200, 422, 403, 401, 400, 200, 200]
+    decisions = [orjson.loads(r.body)["decision"] for r in together if r.status == 200]
+    assert decisions == ["block", "pass", "block", "pass", "block"]

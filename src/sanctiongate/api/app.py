@@ -9,8 +9,9 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -36,6 +37,7 @@ from ..domain.models import (
     CheckRequest,
     Decision,
     Matter,
+    Subject,
 )
 from ..heap import collector_paused, tune_collector
 from ..index import IndexUnavailable, Layout, SanctionIndex
@@ -110,13 +112,11 @@ class Services:
         # Concurrent block/review decisions are remembered together: two scripts for many. Each
         # goes with its JSON, the answer's bytes: the ledger stores them instead of a second dump.
         self.remember_decision: Coalesced[tuple[Decision, bytes], bytes | None] = Coalesced(
-            self._remember_decisions
+            self.remember_decisions
         )
         self.kafka_ready = False
 
-    async def _remember_decisions(
-        self, decided: list[tuple[Decision, bytes]]
-    ) -> list[bytes | None]:
+    async def remember_decisions(self, decided: list[tuple[Decision, bytes]]) -> list[bytes | None]:
         return await self.ledger.keep_first([d for d, _ in decided], [b for _, b in decided])
 
     async def start(self) -> None:
@@ -407,17 +407,57 @@ class FastChecks:
                 with collector_paused():
                     return await self._run(model, run, key, raw)
             return await self._run(model, run, key, raw)
-        except ApiError as exc:
-            return await on_api_error(None, exc)  # type: ignore[arg-type]
-        except StarletteHTTPException as exc:  # 413 from BodyLimit while the body streamed in
-            return await on_http_error(None, exc)  # type: ignore[arg-type]
-        except IndexUnavailable as exc:
-            return await on_unavailable(None, exc)  # type: ignore[arg-type]
-        except (RedisError, OSError) as exc:
-            return await on_redis_error(None, exc)  # type: ignore[arg-type]
-        except Exception as exc:  # outside ServerErrorMiddleware: never let uvicorn answer 500
-            log.exception("check failed")
-            return await on_unexpected(None, exc)  # type: ignore[arg-type]
+        except Exception as exc:
+            return await _error_answer(exc)
+
+    async def answer_many(
+        self, requests: Sequence[tuple[bytes | None, bytes]]
+    ) -> list[bytes | Response]:
+        """The answers of single checks (``POST /v1/checks``: the Authorization header and the
+        body of each) read in one turn of the event loop, for ``api.http11``'s protocol: what
+        :meth:`answer` gives each, decided together. A check with a ``request_id`` goes alone
+        (:func:`run_check`: idempotency is per request); the others are judged in one
+        :meth:`Checker.decide_many` (one index read, shared with concurrent ones; one
+        ``as_of``), their block and review decisions remembered in one ledger write: the
+        per-request tasks, coroutine chains and futures of answering them one by one cost a
+        sixth of a check's CPU under load."""
+        answers: list[bytes | Response | None] = [None] * len(requests)
+        wave: list[tuple[int, ApiKey, CheckRequest]] = []
+        alone: list[tuple[int, ApiKey, CheckRequest]] = []
+        for position, (authorization, raw) in enumerate(requests):
+            try:
+                key = authenticate(self.services.keys, _bearer(authorization))
+                if not raw:
+                    raise ApiError(422, "missing", "Field required", "body")
+                try:
+                    body = CheckRequest.model_validate_json(raw)
+                except ValidationError as exc:
+                    answers[position] = _refused(exc)
+                    continue
+                in_scope(key, body.matter)
+            except Exception as exc:
+                answers[position] = await _error_answer(exc)
+                continue
+            (alone if body.request_id else wave).append((position, key, body))
+        if alone:
+            done = await asyncio.gather(*(self._alone(key, body) for _, key, body in alone))
+            for (position, _, _), answer in zip(alone, done, strict=True):
+                answers[position] = answer
+        if wave:
+            try:
+                decided = await decide_wave(self.services, [(key, body) for _, key, body in wave])
+            except Exception as exc:
+                error = await _error_answer(exc)
+                decided = [error] * len(wave)
+            for (position, _, _), answer in zip(wave, decided, strict=True):
+                answers[position] = answer
+        return answers  # type: ignore[return-value]  # every position was filled
+
+    async def _alone(self, key: ApiKey, body: CheckRequest) -> bytes | Response:
+        try:
+            return await run_check(self.services, key, body)
+        except Exception as exc:
+            return await _error_answer(exc)
 
     async def _run(
         self,
@@ -430,8 +470,28 @@ class FastChecks:
         try:
             parsed = model.model_validate_json(raw)
         except ValidationError as exc:
-            return validation_response([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
+            return _refused(exc)
         return await run(self.services, key, parsed)
+
+
+def _refused(exc: ValidationError) -> Response:
+    """The 422 of a body the model refuses."""
+    return validation_response([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
+
+
+async def _error_answer(exc: Exception) -> Response:
+    """What the documented routes' exception handlers answer for ``exc``: the fast paths run
+    outside Starlette's middleware, and never let uvicorn answer 500."""
+    if isinstance(exc, ApiError):
+        return await on_api_error(None, exc)  # type: ignore[arg-type]
+    if isinstance(exc, StarletteHTTPException):  # 413 from BodyLimit while the body streamed in
+        return await on_http_error(None, exc)  # type: ignore[arg-type]
+    if isinstance(exc, IndexUnavailable):
+        return await on_unavailable(None, exc)  # type: ignore[arg-type]
+    if isinstance(exc, (RedisError, OSError)):
+        return await on_redis_error(None, exc)  # type: ignore[arg-type]
+    log.error("check failed", exc_info=exc)
+    return await on_unexpected(None, exc)  # type: ignore[arg-type]
 
 
 def takes(content_type: bytes | None) -> bool:
@@ -495,6 +555,47 @@ async def run_check(services: Services, key: ApiKey, body: CheckRequest) -> byte
     _observe("http", decision.decision, body.matter.category, started)
     services.audit.record(key, decision)
     return answer
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A check of a wave as :meth:`Checker.decide_many` takes it (``checks.Requested``)."""
+
+    subjects: list[Subject]
+    matter: Matter
+    department: str
+    request_id: str
+
+
+async def decide_wave(
+    services: Services, checks: Sequence[tuple[ApiKey, CheckRequest]]
+) -> list[bytes | Response]:
+    """:func:`run_check` of checks without a ``request_id`` (whose scope was checked), together:
+    the same decisions, answers, ledger records, metrics and audit records."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    asked = [
+        _Asked(body.subjects, body.matter, key.department, new_request_id()) for key, body in checks
+    ]
+    decided = await services.checker.decide_many(asked, now, coalesce=True)
+    answers: list[bytes | Response] = []
+    owed: list[tuple[Decision, bytes]] = []
+    for decision in decided:
+        if isinstance(decision, IdentifierNotListed):
+            error = ApiError(422, "identifier_check_failed", decision.message, decision.field)
+            answers.append(await on_api_error(None, error))  # type: ignore[arg-type]
+            continue
+        answer = wire(decision)
+        answers.append(answer)
+        if decision.decision != "pass":
+            owed.append((decision, answer))
+    if owed:
+        await services.remember_decisions(owed)
+    for (key, body), decision in zip(checks, decided, strict=True):
+        if not isinstance(decision, IdentifierNotListed):
+            _observe("http", decision.decision, body.matter.category, started)
+            services.audit.record(key, decision)
+    return answers
 
 
 async def run_batch(services: Services, key: ApiKey, body: BatchCheckRequest) -> bytes:

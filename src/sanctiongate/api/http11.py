@@ -220,10 +220,27 @@ class FastCheckProtocol(OneWriteHttpToolsProtocol):
             super().on_message_complete()
             return
         self._collecting = None
-        task = self.loop.create_task(self._serve(request))
+        if request.path == "/v1/checks":
+            _wave_of(self).add(self, request)
+            return
+        self._track(self.loop.create_task(self._serve(request)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         # Registered like uvicorn's own request tasks: a graceful shutdown waits for it.
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
+
+    def deliver(self, request: FastRequest, answer: bytes | Any) -> None:
+        """A wave's answer to this connection's request: now, or once a slow reader has taken
+        what was written before (as uvicorn's ``send`` waits), without holding the wave."""
+        if self.flow.write_paused and not request.disconnected:
+            self._track(self.loop.create_task(self._drained_then_respond(request, answer)))
+        else:
+            self._respond(request, answer)
+
+    async def _drained_then_respond(self, request: FastRequest, answer: bytes | Any) -> None:
+        await self.flow.drain()
+        self._respond(request, answer)
 
     async def _serve(self, request: FastRequest) -> None:
         assert self.fast is not None
@@ -271,6 +288,55 @@ class FastCheckProtocol(OneWriteHttpToolsProtocol):
         if self._defaults[0] is not headers:
             self._defaults = (headers, b"".join(b"%s: %s\r\n" % h for h in headers))
         return self._defaults[1]
+
+
+class Wave:
+    """The single checks (``POST /v1/checks``) that a process's connections read in one turn
+    of the event loop, answered together by :meth:`FastChecks.answer_many` in one task.
+
+    The task is made with the turn's first check and runs after the turn's other socket reads,
+    so it takes every check they brought; the checks read while it works go in the next wave,
+    whose index read :class:`checks.CoalescedReads` joins to this one's when they meet.
+    """
+
+    def __init__(self, fast: FastChecks) -> None:
+        self.fast = fast
+        self.waiting: list[tuple[FastCheckProtocol, FastRequest]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, protocol: FastCheckProtocol, request: FastRequest) -> None:
+        self.waiting.append((protocol, request))
+        if self._task is None:
+            self._task = protocol.loop.create_task(self._serve())
+            protocol._track(self._task)
+
+    async def _serve(self) -> None:
+        taken, self.waiting, self._task = self.waiting, [], None
+        try:
+            answers = await self.fast.answer_many(
+                [(request.authorization, request.body()) for _, request in taken]
+            )
+        except asyncio.CancelledError:
+            # A graceful shutdown that ran out of time: say so (no waiting on a slow reader
+            # now), and close.
+            for protocol, request in taken:
+                request.keep_alive = False
+                protocol._respond(request, _shutting_down())
+            raise
+        except Exception:  # FastChecks answers every error itself: this is a bug of ours
+            taken[0][0].logger.exception("check failed outside FastChecks")
+            answers = [_failed() for _ in taken]
+        for (protocol, request), answer in zip(taken, answers, strict=True):
+            protocol.deliver(request, answer)
+
+
+def _wave_of(protocol: FastCheckProtocol) -> Wave:
+    fast = protocol.fast
+    assert fast is not None
+    wave = getattr(fast, "wave", None)
+    if wave is None:
+        wave = fast.wave = Wave(fast)
+    return wave
 
 
 def _shutting_down() -> Any:
