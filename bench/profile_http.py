@@ -5,10 +5,11 @@
 Feeds the bench's ``POST /v1/checks`` bytes (wrk's headers) to one protocol instance over a
 stand-in transport, on uvloop, one request at a time, and answers it with a fixed decision
 instead of ``run_check``: what is left is parsing, routing, authentication, the body's
-validation, the response's framing and the event loop's own work, without sockets, Redis or
-the machine's other load. Prints µs of CPU per request for uvicorn's httptools protocol, the
-one-write protocol (``api.http11.OneWriteHttpToolsProtocol``) and the protocol that answers
-checks itself (``FastCheckProtocol``).
+validation (none of these two for ``FastCheckProtocol``, whose ``FastChecks.answer_many`` the
+fixed decision replaces as a whole), the response's framing and the event loop's own work,
+without sockets, Redis or the machine's other load. Prints µs of CPU per request for uvicorn's
+httptools protocol, the one-write protocol (``api.http11.OneWriteHttpToolsProtocol``) and the
+protocol that answers checks itself (``FastCheckProtocol``).
 """
 
 from __future__ import annotations
@@ -71,7 +72,11 @@ async def per_request(protocol_class: type[HttpToolsProtocol], requests: int) ->
         async def decided(*_: object) -> bytes:
             return ANSWER
 
+        async def decided_together(requests: list) -> list[bytes]:
+            return [ANSWER for _ in requests]
+
         app.fast_checks.calls = {p: (m, decided) for p, (m, _) in app.fast_checks.calls.items()}
+        app.fast_checks.answer_many = decided_together  # type: ignore[method-assign]
         config = Config(
             app, http=protocol_class, lifespan="off", log_level="warning", access_log=False
         )
