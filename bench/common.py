@@ -364,3 +364,21 @@ def measured(profile: bool = False) -> Iterator[Measured]:
         if result.profiler is not None:
             result.profiler.disable()
         result.cpu, result.wall = time.process_time() - cpu0, time.perf_counter() - wall0
+
+
+class StandInTransport:
+    """What uvicorn's protocols ask of an asyncio transport, for the in-process profiles
+    (profile_http.py, profile_api.py): each says what a ``write`` does."""
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name in ("sockname", "peername") else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import api as bench_api
 import uvloop
-from common import KAFKA_PORT, REDIS_PORT, measured
+from common import KAFKA_PORT, REDIS_PORT, StandInTransport, measured
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
@@ -73,7 +73,7 @@ async def load(entries: int) -> None:
     print(f"{entries} listings under {PREFIX}; their codes in {CODES}")
 
 
-class Connection:
+class Connection(StandInTransport):
     """A stand-in transport: every write is one answer (a check's fits one write), and the
     connection's next request follows it, as a keep-alive client's would."""
 
@@ -93,16 +93,6 @@ class Connection:
     def write(self, data: bytes) -> None:
         self.answers.append(data)
         asyncio.get_running_loop().call_soon(self.next)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name in ("sockname", "peername") else default
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None: ...
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
 
 
 async def serve(app: Any, token: str, bodies: list[bytes], count: int, connections: int) -> list:

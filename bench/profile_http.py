@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import uvloop
 from uvicorn.config import Config
@@ -28,6 +27,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import StandInTransport
 
 from sanctiongate.api.app import create_app
 from sanctiongate.api.http11 import FastCheckProtocol, OneWriteHttpToolsProtocol
@@ -41,7 +43,7 @@ BODY = (
 ).encode()
 
 
-class Transport:
+class Transport(StandInTransport):
     """What a protocol asks of an asyncio transport; a write ending in the answer ends a turn."""
 
     def __init__(self) -> None:
@@ -50,16 +52,6 @@ class Transport:
     def write(self, data: bytes) -> None:
         if data.endswith(ANSWER) and self.turn is not None:
             self.turn.set_result(None)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name in ("sockname", "peername") else default
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None: ...
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
 
 
 async def per_request(protocol_class: type[HttpToolsProtocol], requests: int) -> float:
